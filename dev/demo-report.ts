@@ -1,0 +1,80 @@
+import path from 'node:path';
+import type { Sandbox } from './sandbox/index.js';
+import type { SeedItem } from './sandbox/seed.js';
+
+/** What the demo prints: one line per change of an item, and a final table. */
+
+export interface DemoRow {
+  readonly item: string;
+  readonly photo: string;
+  readonly model: string;
+  readonly duration: string;
+  readonly ratio: string;
+  readonly outcome: string;
+  readonly result: string;
+}
+
+/** An item is finished once it has left `processing` with a report. */
+export function allReported(sandbox: Sandbox, items: readonly SeedItem[]): boolean {
+  return items.every((seed) => {
+    const item = sandbox.app.item(seed.item_id);
+    return item !== undefined && (item.status === 'completed' || item.status === 'failed') && item.reports.length > 0;
+  });
+}
+
+export function demoRows(sandbox: Sandbox, items: readonly SeedItem[]): DemoRow[] {
+  return items.map((seed) => {
+    const item = sandbox.app.item(seed.item_id);
+    const taskId = item?.veo_operation_id ?? undefined;
+    const task = taskId ? sandbox.runway.task(taskId) : undefined;
+    const video = item?.video_storage_path ? sandbox.storage.filePath('generated-videos', item.video_storage_path) : undefined;
+    return {
+      item: seed.item_id.slice(0, 8),
+      photo: seed.photo,
+      model: task?.model ?? '-',
+      duration: task ? `${task.duration} s` : '-',
+      ratio: task?.ratio ?? '-',
+      outcome: item?.status ?? 'missing',
+      result:
+        item?.status === 'completed'
+          ? video
+            ? path.relative(process.cwd(), video)
+            : (item.video_storage_path ?? '')
+          : (item?.error_message ?? '-'),
+    };
+  });
+}
+
+export function formatTable(rows: readonly DemoRow[]): string {
+  const header: DemoRow = {
+    item: 'item',
+    photo: 'photo',
+    model: 'model',
+    duration: 'duration',
+    ratio: 'ratio',
+    outcome: 'outcome',
+    result: 'video / error',
+  };
+  const keys = Object.keys(header) as (keyof DemoRow)[];
+  const all = [header, ...rows];
+  const widths = keys.map((key) => Math.max(...all.map((row) => row[key].length)));
+  const line = (row: DemoRow): string =>
+    keys
+      .map((key, i) => (i === keys.length - 1 ? row[key] : row[key].padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  const rule = widths.map((w, i) => '-'.repeat(i === keys.length - 1 ? Math.min(w, 60) : w)).join('  ');
+  return [line(header), rule, ...rows.map(line)].join('\n');
+}
+
+/** One line on where an item stands: its status in the app and its Runway task. */
+export function progressLine(sandbox: Sandbox, seed: SeedItem, runwayTaskId: string | undefined): string {
+  const item = sandbox.app.item(seed.item_id);
+  const taskId = item?.veo_operation_id ?? runwayTaskId;
+  const task = taskId ? sandbox.runway.task(taskId) : undefined;
+  const parts = [`${seed.item_id.slice(0, 8)} (${seed.photo})`, item?.status ?? 'missing'];
+  if (task) parts.push(`runway ${task.status}${task.progress !== undefined && task.status === "RUNNING" ? ` ${Math.floor(task.progress * 4) * 25}%` : ""}`);
+  if (item?.status === 'completed') parts.push(`video ${item.video_storage_path ?? ''}`);
+  if (item?.status === 'failed') parts.push(item.error_message ?? '');
+  return parts.join(' · ');
+}

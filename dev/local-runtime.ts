@@ -1,0 +1,181 @@
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { parseConfig, type Env } from '../lib/config.js';
+import type { Deps } from '../lib/deps.js';
+import type { Logger } from '../lib/log.js';
+import { createDeps } from '../lib/runtime.js';
+import { startLocalQStash, type LocalQStash, type LocalQStashFaults } from './local-qstash.js';
+import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/index.js';
+import { demoItems, seedSandbox, type SeedItem } from './sandbox/seed.js';
+import { startWorkerServer, type WorkerServer } from './worker-server.js';
+
+/**
+ * The local runtime behind `npm start` (design §7): the three handlers on one port, an
+ * embedded QStash that the real Client publishes to, a cron ticker, and — in demo mode —
+ * sandbox stand-ins for the app, Runway and storage.
+ */
+
+/** The QStash dev server's public credentials (contract §3): fine for loopback use. */
+export const DEV_QSTASH = {
+  token: 'eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0=',
+  currentSigningKey: 'sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r',
+  nextSigningKey: 'sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs',
+} as const;
+
+export const DEMO_KEYS = { worker: 'demo-worker-key', runway: 'demo-runway-key' } as const;
+
+export type LocalMode = 'demo' | 'self-hosted';
+
+const present = (value: string | undefined): value is string => value !== undefined && value.trim() !== '';
+
+/** Demo when neither the app nor Runway is configured; both set is self-hosted; one alone is a mistake. */
+export function localModeOf(env: Env): LocalMode {
+  const app = present(env.NEXT_API_URL);
+  const runway = present(env.RUNWAY_API_KEY);
+  if (!app && !runway) return 'demo';
+  if (app && runway) return 'self-hosted';
+  throw new Error(
+    `Set both NEXT_API_URL and RUNWAY_API_KEY (self-hosted mode) or neither (demo mode); only ${app ? 'NEXT_API_URL' : 'RUNWAY_API_KEY'} is set.`,
+  );
+}
+
+export interface LocalRuntimeOptions {
+  readonly env: Env;
+  /** Overrides PORT (0 picks a free port). */
+  readonly port?: number;
+  readonly log?: Logger;
+  readonly pretty?: boolean;
+  /** Demo data directory (wiped at start). */
+  readonly dataDir?: string;
+  /** Demo only: sandbox settings (faults, generation time, output size). */
+  readonly sandbox?: Partial<Omit<SandboxOptions, 'workerApiKey' | 'runwayApiKey' | 'dataDir'>>;
+  /** Demo only: the items to seed (default: the three demo photos). */
+  readonly items?: readonly SeedItem[];
+  /** Embedded QStash: delays are multiplied by this (1 = real time). */
+  readonly qstashTimeScale?: number;
+  readonly qstashFaults?: LocalQStashFaults;
+  /** Start the cron ticker (default true). */
+  readonly ticker?: boolean;
+}
+
+export interface LocalRuntime {
+  readonly mode: LocalMode;
+  readonly url: string;
+  readonly deps: Deps;
+  readonly sandbox: Sandbox | undefined;
+  readonly qstash: LocalQStash | undefined;
+  readonly items: readonly SeedItem[];
+  /** One cron-poll run through HTTP, as Vercel Cron would call it. */
+  runCron(query?: string): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<LocalRuntime> {
+  const env = options.env;
+  const mode = localModeOf(env);
+  const dataDir = path.resolve(options.dataDir ?? '.data/demo');
+  const closers: (() => Promise<void>)[] = [];
+  const close = async (): Promise<void> => {
+    for (const closer of closers.reverse()) await closer().catch(() => undefined);
+  };
+
+  try {
+    const externalQStash = present(env.QSTASH_URL) && present(env.QSTASH_TOKEN);
+    const signing = {
+      current: externalQStash ? env.QSTASH_CURRENT_SIGNING_KEY : (env.QSTASH_CURRENT_SIGNING_KEY ?? DEV_QSTASH.currentSigningKey),
+      next: externalQStash ? env.QSTASH_NEXT_SIGNING_KEY : (env.QSTASH_NEXT_SIGNING_KEY ?? DEV_QSTASH.nextSigningKey),
+    };
+    let qstash: LocalQStash | undefined;
+    if (!externalQStash) {
+      qstash = await startLocalQStash({
+        token: env.QSTASH_TOKEN ?? DEV_QSTASH.token,
+        currentSigningKey: signing.current ?? DEV_QSTASH.currentSigningKey,
+        nextSigningKey: signing.next ?? DEV_QSTASH.nextSigningKey,
+        timeScale: options.qstashTimeScale ?? 1,
+        ...(options.qstashFaults ? { faults: options.qstashFaults } : {}),
+      });
+      closers.push(() => qstash?.close() ?? Promise.resolve());
+    }
+
+    let sandbox: Sandbox | undefined;
+    let items: readonly SeedItem[] = [];
+    if (mode === 'demo') {
+      await rm(dataDir, { recursive: true, force: true });
+      sandbox = await startSandbox({
+        workerApiKey: DEMO_KEYS.worker,
+        runwayApiKey: DEMO_KEYS.runway,
+        dataDir: path.join(dataDir, 'sandbox'),
+        ...options.sandbox,
+      });
+      closers.push(() => sandbox?.close() ?? Promise.resolve());
+      items = options.items ?? demoItems();
+      await seedSandbox(sandbox, items);
+    }
+
+    // The server must listen before the config exists: its URL is the callback base.
+    const holder: { deps?: Deps } = {};
+    const server: WorkerServer = await startWorkerServer(() => {
+      if (!holder.deps) throw new Error('worker is starting');
+      return holder.deps;
+    }, options.port ?? Number(env.PORT ?? 3000));
+    closers.push(() => server.close());
+
+    const cronSecret = present(env.CRON_SECRET) ? env.CRON_SECRET : randomBytes(18).toString('base64url');
+    const configEnv: Env = {
+      ...env,
+      ...(sandbox
+        ? {
+            NEXT_API_URL: sandbox.nextApiUrl,
+            WORKER_API_KEY: DEMO_KEYS.worker,
+            RUNWAY_API_KEY: DEMO_KEYS.runway,
+            RUNWAY_API_URL: sandbox.runwayApiUrl,
+            // The demo never touches real services: its ledger is a local directory.
+            BLOB_READ_WRITE_TOKEN: undefined,
+            LEDGER_DIR: path.join(dataDir, 'ledger'),
+          }
+        : {}),
+      ...(qstash ? { QSTASH_URL: qstash.url, QSTASH_TOKEN: env.QSTASH_TOKEN ?? DEV_QSTASH.token } : {}),
+      QSTASH_CURRENT_SIGNING_KEY: signing.current,
+      QSTASH_NEXT_SIGNING_KEY: signing.next,
+      WORKER_BASE_URL: present(env.WORKER_BASE_URL) ? env.WORKER_BASE_URL : server.url,
+      CRON_SECRET: cronSecret,
+      // Not on Vercel, whatever the shell says.
+      VERCEL: undefined,
+    };
+    const config = parseConfig(configEnv);
+    const ready = createDeps(config, { ...(options.log ? { log: options.log } : {}), pretty: options.pretty ?? false });
+    holder.deps = ready;
+
+    const runCron = async (query = ''): Promise<unknown> => {
+      const response = await fetch(`${server.url}/api/cron-poll${query}`, {
+        headers: { authorization: `Bearer ${cronSecret}`, 'user-agent': 'vercel-cron/1.0' },
+      });
+      return response.json();
+    };
+
+    if (options.ticker ?? true) {
+      let running = false;
+      const tick = (): void => {
+        if (running) return;
+        running = true;
+        runCron()
+          .catch((error: unknown) => ready.log.error({ err: String(error) }, 'local cron tick failed'))
+          .finally(() => {
+            running = false;
+          });
+      };
+      const timer = setInterval(tick, config.localCronSeconds * 1000);
+      setImmediate(tick);
+      closers.push(() => {
+        clearInterval(timer);
+        return Promise.resolve();
+      });
+    }
+
+    return { mode, url: server.url, deps: ready, sandbox, qstash, items, runCron, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

@@ -1,0 +1,77 @@
+import { ConfigError } from '../lib/config.js';
+import { allReported, demoRows, formatTable, progressLine } from './demo-report.js';
+import { localModeOf, startLocalRuntime, type LocalRuntime } from './local-runtime.js';
+
+/**
+ * `npm start`. Demo mode (no NEXT_API_URL / RUNWAY_API_KEY): three sample photos through
+ * sandbox services, a final table, exit 0. Self-hosted mode: the worker against the real
+ * app and Runway until SIGINT/SIGTERM.
+ */
+
+/** The demo runs QStash's delays this much faster, so it finishes in well under a minute. */
+const DEMO_TIME_SCALE = 0.2;
+const DEMO_DEADLINE_MS = 5 * 60_000;
+
+async function runDemo(runtime: LocalRuntime): Promise<number> {
+  const sandbox = runtime.sandbox;
+  if (!sandbox) return 1;
+  const say = (line: string): void => {
+    process.stdout.write(`[demo] ${line}\n`);
+  };
+  say(`worker on ${runtime.url}; sandbox app, Runway and storage on ${new URL(sandbox.nextApiUrl).origin}`);
+  say(`${runtime.items.length} photos queued: ${runtime.items.map((item) => item.expectation).join('; ')}`);
+  const last = new Map<string, string>();
+  const started = Date.now();
+  for (;;) {
+    for (const seed of runtime.items) {
+      const latest = await runtime.deps.ledger.latest(seed.item_id);
+      const line = progressLine(sandbox, seed, latest?.task?.runway_task_id);
+      if (last.get(seed.item_id) !== line) {
+        last.set(seed.item_id, line);
+        say(line);
+      }
+    }
+    if (allReported(sandbox, runtime.items)) break;
+    if (Date.now() - started > DEMO_DEADLINE_MS) {
+      say('gave up waiting after 5 minutes');
+      process.stdout.write(`\n${formatTable(demoRows(sandbox, runtime.items))}\n`);
+      return 1;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  process.stdout.write(`\nAll ${runtime.items.length} items reported in ${seconds} s:\n\n${formatTable(demoRows(sandbox, runtime.items))}\n\n`);
+  return 0;
+}
+
+async function main(): Promise<number> {
+  const env = process.env;
+  const mode = localModeOf(env);
+  const runtime = await startLocalRuntime({
+    env,
+    pretty: true,
+    ...(mode === 'demo' ? { qstashTimeScale: DEMO_TIME_SCALE } : {}),
+  });
+  if (mode === 'demo') {
+    try {
+      return await runDemo(runtime);
+    } finally {
+      await runtime.close();
+    }
+  }
+  process.stdout.write(`worker running on ${runtime.url} (cron every ${runtime.deps.config.localCronSeconds} s); Ctrl-C to stop\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await runtime.close();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`${error instanceof ConfigError || error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,100 @@
+import { Client, QstashError, Receiver } from '@upstash/qstash';
+import { UpstreamError } from '../errors.js';
+
+/**
+ * QStash (contract §3): delayed, deduplicated messages to our own endpoints, and
+ * signature checks on what it delivers. The SDK retries network errors itself; we add
+ * no retry layer on top.
+ */
+
+export interface QueueOptions {
+  readonly qstashUrl: string;
+  readonly token: string;
+  readonly currentSigningKey: string;
+  readonly nextSigningKey: string;
+  /** Public base URL QStash calls back (no trailing slash). */
+  readonly workerBaseUrl: string;
+}
+
+export type StepPath = '/api/cron-poll' | '/api/runway-callback' | '/api/step-upload';
+
+export interface PublishRequest {
+  readonly path: StepPath;
+  readonly body: unknown;
+  readonly delaySeconds: number;
+  /** A repeated publish with the same id within 10 minutes is dropped by QStash. */
+  readonly deduplicationId: string;
+}
+
+export interface Queue {
+  publish(request: PublishRequest): Promise<{ messageId: string; deduplicated: boolean }>;
+  /** True when the signature is valid for this raw body and this path; never throws. */
+  verify(signature: string | null, rawBody: string, pathWithQuery: string): Promise<boolean>;
+  /** Preflight: whether QStash accepts the token (a harmless authenticated read). */
+  checkToken(): Promise<{ ok: boolean; detail: string }>;
+  callbackUrl(path: string): string;
+}
+
+/** QStash deduplication ids: keep them to a plain alphabet. */
+export function deduplicationId(...parts: (string | number)[]): string {
+  return parts.map((part) => String(part).replace(/[^A-Za-z0-9_.-]/g, '_')).join('-');
+}
+
+export function createQueue(options: QueueOptions): Queue {
+  const client = new Client({
+    baseUrl: options.qstashUrl,
+    token: options.token,
+    devMode: false,
+    enableTelemetry: false,
+  });
+  const receiver = new Receiver({
+    currentSigningKey: options.currentSigningKey,
+    nextSigningKey: options.nextSigningKey,
+    devMode: false,
+  });
+  const callbackUrl = (path: string): string => `${options.workerBaseUrl}${path}`;
+
+  return {
+    callbackUrl,
+
+    async publish(request) {
+      try {
+        const answer = await client.publishJSON({
+          url: callbackUrl(request.path),
+          body: request.body,
+          delay: Math.max(0, Math.round(request.delaySeconds)),
+          deduplicationId: request.deduplicationId,
+          retries: 3,
+        });
+        const deduplicated = 'deduplicated' in answer && answer.deduplicated === true;
+        return { messageId: 'messageId' in answer ? answer.messageId : '', deduplicated };
+      } catch (error) {
+        const status = error instanceof QstashError ? error.status : undefined;
+        throw new UpstreamError('qstash', `qstash: publish to ${request.path} failed${status ? ` (${status})` : ''}`, {
+          status,
+          retryable: status === undefined || status === 429 || status >= 500,
+          cause: error,
+        });
+      }
+    },
+
+    async verify(signature, rawBody, pathWithQuery) {
+      if (!signature) return false;
+      try {
+        return await receiver.verify({ signature, body: rawBody, url: callbackUrl(pathWithQuery) });
+      } catch {
+        return false;
+      }
+    },
+
+    async checkToken() {
+      try {
+        await client.schedules.list();
+        return { ok: true, detail: 'token accepted' };
+      } catch (error) {
+        const status = error instanceof QstashError ? error.status : undefined;
+        return { ok: false, detail: status ? `QStash answered ${status}` : 'QStash unreachable' };
+      }
+    },
+  };
+}

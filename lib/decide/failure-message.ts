@@ -1,0 +1,114 @@
+/**
+ * Wording of the `error_message` the app shows admins (design §5): which stage failed and
+ * why, short, and with nothing secret in it.
+ */
+
+export const MAX_ERROR_MESSAGE_LENGTH = 500;
+/** Runway's own `failure` text is only quoted for codes we do not know, and briefly. */
+const MAX_QUOTED_FAILURE_LENGTH = 200;
+const MAX_CODE_LENGTH = 80;
+
+export type FailureClass = 'moderation' | 'bad-output' | 'transient' | 'input' | 'unknown';
+
+interface FailureFamily {
+  /** Matches the code itself and every code below it (`SAFETY.INPUT` matches `SAFETY.INPUT.IMAGE`). */
+  readonly code: string;
+  readonly kind: FailureClass;
+  readonly explanation: string;
+}
+
+const MODERATED_INPUT = "the input was rejected by Runway's content moderation";
+
+// Runway's failureCode families (contract §2.3). The set is open, so families match by
+// prefix; the first match wins, so specific codes come before their family.
+const FAILURE_FAMILIES: readonly FailureFamily[] = [
+  { code: 'SAFETY.INPUT.IMAGE', kind: 'moderation', explanation: "the photo was rejected by Runway's content moderation" },
+  { code: 'SAFETY.INPUT.TEXT', kind: 'moderation', explanation: "the prompt was rejected by Runway's content moderation" },
+  { code: 'SAFETY.INPUT', kind: 'moderation', explanation: MODERATED_INPUT },
+  { code: 'SAFETY.OUTPUT', kind: 'moderation', explanation: "the generated video was blocked by Runway's content moderation" },
+  { code: 'SAFETY', kind: 'moderation', explanation: MODERATED_INPUT },
+  { code: 'INPUT_PREPROCESSING.SAFETY.TEXT', kind: 'moderation', explanation: "the prompt was rejected by Runway's content moderation" },
+  { code: 'INPUT_PREPROCESSING.SAFETY', kind: 'moderation', explanation: MODERATED_INPUT },
+  { code: 'INPUT_PREPROCESSING.INTERNAL', kind: 'transient', explanation: 'a temporary failure at Runway while preparing the input' },
+  { code: 'INTERNAL.BAD_OUTPUT', kind: 'bad-output', explanation: 'Runway produced an unusable video (often text over the photo)' },
+  { code: 'INTERNAL', kind: 'transient', explanation: 'a temporary internal failure at Runway' },
+  { code: 'THIRD_PARTY.UNAVAILABLE', kind: 'transient', explanation: "a temporary failure of Runway's model provider" },
+  { code: 'ASSET.INVALID', kind: 'input', explanation: 'the photo could not be used' },
+];
+
+export const RUNWAY_CANCELLED_MESSAGE = 'runway: task was cancelled';
+
+function normalizeCode(code: string | null | undefined): string {
+  return (code ?? '').trim().toUpperCase();
+}
+
+function familyOf(code: string): FailureFamily | undefined {
+  return FAILURE_FAMILIES.find((family) => code === family.code || code.startsWith(`${family.code}.`));
+}
+
+/** What kind of failure a Runway `failureCode` names; 'unknown' for codes outside the known families. */
+export function classifyFailureCode(code: string | null | undefined): FailureClass {
+  return familyOf(normalizeCode(code))?.kind ?? 'unknown';
+}
+
+const REDACTIONS: readonly (readonly [RegExp, string])[] = [
+  // Inline images first: base64 would otherwise survive as one long "word".
+  [/\bdata:[\w.+/-]*(?:;[\w=.+-]+)*,\S*/gi, '[data]'],
+  // Any URL (http(s), runway://, ...): signed URLs carry their credentials in the query.
+  [/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, '[url]'],
+  [/\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*/g, '[redacted]'],
+  // The lookahead spares ordinary words ("Bearer token") and redacts real credentials.
+  [/\b(Bearer|Worker|Basic|Token)\s+(?=[\w.~+/=-]*[\d_.~+/=-])[\w.~+/=-]{8,}/gi, '$1 [redacted]'],
+  [/\b((?:access_|refresh_|api_?|upload_)?token|signature|sig|key|secret|password|x-amz-[a-z-]+)=[^\s&"']+/gi, '$1=[redacted]'],
+  [/\bsig_[A-Za-z0-9]{8,}/g, '[redacted]'],
+];
+
+function cutWithEllipsis(text: string, limit: number): string {
+  if (text.length <= limit) return text;
+  let end = limit - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${text.slice(0, end).trimEnd()}…`;
+}
+
+/**
+ * Makes any text safe and short enough for an admin-facing message: removes URLs, inline
+ * data, tokens and credentials, collapses whitespace and control characters, and cuts to
+ * `limit` characters (500 by default) with a trailing "…".
+ */
+export function sanitizeMessage(text: string, limit: number = MAX_ERROR_MESSAGE_LENGTH): string {
+  let clean = text;
+  for (const [pattern, replacement] of REDACTIONS) clean = clean.replace(pattern, replacement);
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
+  clean = clean.replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
+  return cutWithEllipsis(clean, limit);
+}
+
+/** The code as shown: only the characters Runway codes use, so a strange value cannot inject text. */
+function displayCode(code: string): string {
+  return code.replace(/[^A-Z0-9._-]/g, '').slice(0, MAX_CODE_LENGTH);
+}
+
+/**
+ * `error_message` for a FAILED Runway task, e.g.
+ * `runway: SAFETY.INPUT.IMAGE — the photo was rejected by Runway's content moderation`.
+ * Runway's `failure` text is quoted (sanitized) only for unknown codes: Runway advises
+ * against showing it verbatim, and the code says more for the ones we know.
+ */
+export function runwayFailureMessage(failureCode?: string | null, failure?: string | null): string {
+  const code = displayCode(normalizeCode(failureCode));
+  const family = familyOf(code);
+  const detail = sanitizeMessage(failure ?? '', MAX_QUOTED_FAILURE_LENGTH);
+  let message: string;
+  if (family !== undefined) message = `runway: ${code} — ${family.explanation}`;
+  else if (code !== '') message = `runway: ${code} — ${detail === '' ? 'task failed' : detail}`;
+  else message = detail === '' ? 'runway: task failed (no reason given)' : `runway: task failed — ${detail}`;
+  return sanitizeMessage(message);
+}
+
+/** `error_message` when a task outlived `RUNWAY_TIMEOUT_SECONDS`, e.g. `runway: timed out after 600 s (last status THROTTLED)`. */
+export function timeoutMessage(seconds: number, lastStatus?: string | null): string {
+  const status = (lastStatus ?? '').toUpperCase().replace(/[^A-Z_]/g, '').slice(0, 30);
+  const after = Number.isFinite(seconds) ? `${Math.round(seconds)} s` : 'too long';
+  return sanitizeMessage(`runway: timed out after ${after}${status === '' ? '' : ` (last status ${status})`}`);
+}

@@ -1,0 +1,62 @@
+import { z } from 'zod';
+import { ConfigError } from '../config.js';
+import type { Deps } from '../deps.js';
+import { toResponse } from '../outcome.js';
+import { runCronPoll } from '../steps/cron-poll.js';
+import { drainMessageSchema } from '../steps/messages.js';
+import { runPreflight } from '../steps/preflight.js';
+import { cronAuthorized, parseJson, readSignedBody } from './auth.js';
+import { configErrorResponse } from './step-handler.js';
+
+const querySchema = z.object({
+  limit: z.coerce.number().int().min(0).optional(),
+  check: z.enum(['1', 'true']).optional(),
+});
+
+function depsOrError(getDeps: () => Deps): Deps | Response {
+  try {
+    return getDeps();
+  } catch (error) {
+    if (error instanceof ConfigError) return configErrorResponse(error);
+    throw error;
+  }
+}
+
+async function run(deps: Deps, url: URL, bodyLimit?: number): Promise<Response> {
+  const query = querySchema.safeParse(Object.fromEntries(url.searchParams));
+  if (!query.success) {
+    return Response.json({ outcome: 'invalid', detail: 'limit must be a whole number ≥ 0; check must be 1' }, { status: 400 });
+  }
+  if (query.data.check) return Response.json(await runPreflight(deps));
+  const limit = query.data.limit ?? bodyLimit;
+  const summary = await runCronPoll(deps, limit === undefined ? {} : { limit });
+  return Response.json(summary);
+}
+
+/** Vercel Cron (and a person with curl): `Authorization: Bearer $CRON_SECRET`. */
+export async function handleCronGet(request: Request, getDeps: () => Deps): Promise<Response> {
+  const deps = depsOrError(getDeps);
+  if (deps instanceof Response) return deps;
+  if (!deps.config.cronSecret) {
+    deps.log.error('CRON_SECRET is not set: refusing to run cron-poll');
+    return toResponse({ kind: 'unauthorized', detail: 'CRON_SECRET is not set on the server; refusing to run' });
+  }
+  if (!cronAuthorized(request, deps.config.cronSecret)) {
+    return toResponse({ kind: 'unauthorized', detail: 'missing or wrong Authorization: Bearer <CRON_SECRET>' });
+  }
+  return run(deps, new URL(request.url));
+}
+
+/** QStash: the self-chained drain, or a QStash schedule on plans where Vercel cron runs daily. */
+export async function handleCronPost(request: Request, getDeps: () => Deps): Promise<Response> {
+  const deps = depsOrError(getDeps);
+  if (deps instanceof Response) return deps;
+  const signed = await readSignedBody(request, deps);
+  if (!signed.ok) return toResponse({ kind: 'unauthorized', detail: 'invalid or missing Upstash-Signature' });
+  const json = parseJson(signed.body);
+  const body = json.ok && json.value !== undefined ? drainMessageSchema.partial().strict().safeParse(json.value) : undefined;
+  if (!json.ok || (body && !body.success)) {
+    return toResponse({ kind: 'invalid', detail: 'cron-poll takes an empty body or { "reason": "drain" }' });
+  }
+  return run(deps, new URL(request.url), body?.success ? body.data.limit : undefined);
+}

@@ -1,0 +1,245 @@
+import { randomUUID } from 'node:crypto';
+import {
+  BlobAccessError,
+  BlobContentTypeNotAllowedError,
+  BlobError,
+  BlobFileTooLargeError,
+  BlobPathnameMismatchError,
+  BlobRequestAbortedError,
+  BlobServiceNotAvailable,
+  BlobServiceRateLimited,
+  BlobStoreNotFoundError,
+  BlobStoreSuspendedError,
+  get,
+  list,
+  put,
+} from '@vercel/blob';
+import { PermanentError, UpstreamError } from '../errors.js';
+import {
+  factPath,
+  itemPrefix,
+  parseAttempt,
+  parseFact,
+  readRecord,
+  type JobKey,
+  type JobRecord,
+  type Ledger,
+} from './ledger.js';
+
+/**
+ * Blob operations one video costs, counting only advanced operations (put, copy, list),
+ * the ones the plans meter (contract §5: Hobby includes 2,000 a month):
+ * `latest` = 1 list, then one put per claim of `submitting`, `task`, `uploaded` and
+ * `reported` = 5. Reads are `get`s, simple operations. A second list happens only past
+ * 1,000 facts under one item (about 200 attempts).
+ */
+export const BLOB_ADVANCED_OPS_PER_VIDEO = 5;
+
+export const DEFAULT_BLOB_REQUEST_TIMEOUT_MS = 15_000;
+
+/**
+ * Stored next to the fact's own fields. The SDK retries a put whose response was lost,
+ * and the retry then fails with "already exists" although the first try wrote the blob;
+ * the claim id lets the writer recognise its own write. Fact schemas ignore the field.
+ */
+const CLAIM_ID_FIELD = 'claim_id';
+const CHECK_PATHNAME = 'check/ledger-check.json';
+
+export interface BlobLedgerOptions {
+  /** `BLOB_READ_WRITE_TOKEN` of a private store, passed on every call (never read from env). */
+  readonly token: string;
+  /** Bound on one Blob call, the SDK's own retries included. */
+  readonly requestTimeoutMs?: number;
+}
+
+/** The ledger in a private Vercel Blob store (design §4). */
+export function createBlobLedger(options: BlobLedgerOptions): Ledger {
+  const { token } = options;
+  const timeoutMs = options.requestTimeoutMs ?? DEFAULT_BLOB_REQUEST_TIMEOUT_MS;
+  if (!/^vercel_blob_rw_[^_]+_./.test(token)) {
+    // The SDK derives the store host for reads from the token's fourth `_` field.
+    throw new PermanentError(
+      'ledger',
+      'BLOB_READ_WRITE_TOKEN is not a read-write token (vercel_blob_rw_<store>_<secret>)',
+    );
+  }
+
+  /**
+   * Aborts through an AbortController on purpose: the SDK stops its retry loop only on an
+   * `AbortError`, while `AbortSignal.timeout` rejects with a `TimeoutError` it would retry.
+   */
+  async function withDeadline<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
+    try {
+      return await run(controller.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The blob's text, or undefined when it does not exist. Always read past the CDN cache. */
+  async function fetchText(pathname: string): Promise<string | undefined> {
+    try {
+      return await withDeadline(async (signal) => {
+        const result = await get(toUrlPath(pathname), {
+          access: 'private',
+          useCache: false,
+          token,
+          abortSignal: signal,
+        });
+        if (result === null) return undefined;
+        if (result.statusCode !== 200) throw new BlobError(`unexpected status ${result.statusCode}`);
+        return await new Response(result.stream).text();
+      });
+    } catch (error) {
+      throw toUpstreamError('get', pathname, error);
+    }
+  }
+
+  async function read(key: JobKey): Promise<JobRecord> {
+    return readRecord(key, async (fact) => parseJson(await fetchText(factPath(key, fact))));
+  }
+
+  return {
+    async latest(itemId) {
+      const prefix = itemPrefix(itemId);
+      let highest: number | undefined;
+      let cursor: string | undefined;
+      do {
+        const page = await withDeadline((signal) =>
+          list({ prefix, token, abortSignal: signal, ...(cursor === undefined ? {} : { cursor }) }),
+        ).catch((error: unknown) => {
+          throw toUpstreamError('list', prefix, error);
+        });
+        for (const blob of page.blobs) {
+          // Attempt numbers compare as numbers: the listing is lexical, where "10" < "9".
+          const attempt = parseAttempt(blob.pathname.slice(prefix.length).split('/')[0] ?? '');
+          if (attempt !== undefined && (highest === undefined || attempt > highest)) highest = attempt;
+        }
+        cursor = page.hasMore ? page.cursor : undefined;
+      } while (cursor !== undefined);
+      return highest === undefined ? undefined : read({ itemId, attempt: highest });
+    },
+
+    read,
+
+    async claim(key, fact, value) {
+      const pathname = factPath(key, fact);
+      const parsed = parseFact(fact, value);
+      if (parsed === undefined) throw new PermanentError('ledger', `invalid ${fact} fact`);
+      const claimId = randomUUID();
+      const body = JSON.stringify({ ...parsed, [CLAIM_ID_FIELD]: claimId });
+      try {
+        await withDeadline((signal) =>
+          put(pathname, body, {
+            access: 'private',
+            addRandomSuffix: false,
+            allowOverwrite: false,
+            contentType: 'application/json',
+            token,
+            abortSignal: signal,
+          }),
+        );
+        return true;
+      } catch (putError) {
+        // "Already exists" arrives as a plain BlobError that only its message tells apart
+        // from other bad requests, so the blob itself decides: present means claimed, and
+        // it is this call's own write when it carries this call's claim id.
+        const existing = await fetchText(pathname).catch(() => undefined);
+        if (existing === undefined) throw toUpstreamError('put', pathname, putError);
+        const stored = parseJson(existing);
+        return isRecord(stored) && stored[CLAIM_ID_FIELD] === claimId;
+      }
+    },
+
+    async check() {
+      const body = JSON.stringify({ at: new Date().toISOString() });
+      await withDeadline((signal) =>
+        put(CHECK_PATHNAME, body, {
+          access: 'private',
+          addRandomSuffix: false,
+          allowOverwrite: true,
+          contentType: 'application/json',
+          token,
+          abortSignal: signal,
+        }),
+      ).catch((error: unknown) => {
+        throw toUpstreamError('put', CHECK_PATHNAME, error);
+      });
+      if ((await fetchText(CHECK_PATHNAME)) === undefined) {
+        const message = `Vercel Blob get "${CHECK_PATHNAME}": just written, yet not found`;
+        throw new UpstreamError('ledger', message, { retryable: true });
+      }
+    },
+  };
+}
+
+/**
+ * `get` joins a pathname into the store URL without escaping it, and the store decodes the
+ * URL path; the `%XX` that `safeSegment` puts in pathnames must survive that decoding.
+ */
+function toUrlPath(pathname: string): string {
+  return pathname.split('/').map(encodeURIComponent).join('/');
+}
+
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+type Operation = 'put' | 'list' | 'get';
+
+interface Verdict {
+  readonly status?: number;
+  readonly retryable: boolean;
+  readonly retryAfterSeconds?: number;
+}
+
+/** What a failed call means, from the SDK's error classes (its API errors carry no status). */
+function classify(operation: Operation, error: unknown): Verdict {
+  if (error instanceof BlobServiceRateLimited) {
+    return error.retryAfter > 0
+      ? { status: 429, retryable: true, retryAfterSeconds: error.retryAfter }
+      : { status: 429, retryable: true };
+  }
+  if (error instanceof BlobServiceNotAvailable) return { status: 503, retryable: true };
+  if (error instanceof BlobRequestAbortedError) return { retryable: true };
+  if (error instanceof BlobAccessError) return { status: 403, retryable: false };
+  if (error instanceof BlobStoreNotFoundError || error instanceof BlobStoreSuspendedError) {
+    return { retryable: false };
+  }
+  if (
+    error instanceof BlobContentTypeNotAllowedError ||
+    error instanceof BlobFileTooLargeError ||
+    error instanceof BlobPathnameMismatchError
+  ) {
+    return { status: 400, retryable: false };
+  }
+  // `get` reports every non-2xx answer, 5xx included, as a plain BlobError.
+  if (operation !== 'get' && error instanceof BlobError && error.constructor === BlobError) {
+    return { status: 400, retryable: false };
+  }
+  // BlobUnknownError (5xx after the SDK's own retries), network failures, timeouts.
+  return { retryable: true };
+}
+
+function toUpstreamError(operation: Operation, pathname: string, error: unknown): UpstreamError {
+  if (error instanceof UpstreamError) return error;
+  const verdict = classify(operation, error);
+  const reason = error instanceof Error ? error.message : String(error);
+  return new UpstreamError('ledger', `Vercel Blob ${operation} "${pathname}": ${reason}`, {
+    status: verdict.status,
+    retryable: verdict.retryable,
+    retryAfterSeconds: verdict.retryAfterSeconds,
+    cause: error,
+  });
+}

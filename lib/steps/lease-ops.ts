@@ -1,0 +1,32 @@
+import type { Deps } from '../deps.js';
+import { describeError } from '../log.js';
+import type { JobKey } from '../ledger/ledger.js';
+
+/** Small lease-related moves shared by the steps. */
+
+/** Gives the item back at once (`extend_seconds: 0`): it is not ours to finish now. */
+export async function releaseLease(deps: Deps, itemId: string, why: string): Promise<void> {
+  try {
+    await deps.app.heartbeat(itemId, 0);
+    deps.log.info({ item_id: itemId, why }, 'lease released');
+  } catch (error) {
+    // The lease lapses by itself; nothing is lost if the release does not go through.
+    deps.log.warn({ item_id: itemId, why, err: describeError(error) }, 'lease release failed; it will lapse');
+  }
+}
+
+/**
+ * The lease is gone (another worker or an admin has the item): stop paying Runway and
+ * record that this attempt ends without a report.
+ */
+export async function abandonJob(deps: Deps, key: JobKey, runwayTaskId: string | undefined, reason: string): Promise<void> {
+  if (runwayTaskId) {
+    try {
+      await deps.runway.cancelTask(runwayTaskId);
+    } catch (error) {
+      deps.log.warn({ item_id: key.itemId, runway_task_id: runwayTaskId, err: describeError(error) }, 'cancel failed');
+    }
+  }
+  await deps.ledger.claim(key, 'abandoned', { reason, at: new Date(deps.now()).toISOString() });
+  deps.log.warn({ item_id: key.itemId, runway_task_id: runwayTaskId, reason }, 'job abandoned');
+}

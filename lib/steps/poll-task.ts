@@ -1,0 +1,135 @@
+import { deduplicationId } from '../clients/queue.js';
+import type { RunwayTask } from '../clients/runway.js';
+import { runwayFailureMessage, timeoutMessage } from '../decide/failure-message.js';
+import { heartbeatDue, nextPollDelaySeconds, timedOut } from '../decide/poll-schedule.js';
+import type { Deps } from '../deps.js';
+import { isRetryable } from '../errors.js';
+import type { JobKey } from '../ledger/ledger.js';
+import { describeError } from '../log.js';
+import type { StepOutcome } from '../outcome.js';
+import { abandonJob } from './lease-ops.js';
+import type { Delivery, Job, PollMessage } from './messages.js';
+import { sendReport, settleClaimedReport, type ReportResult } from './report.js';
+import { failureMessageOf, publishPoll } from './submit-task.js';
+
+/**
+ * runway-callback: one look at one Runway task (design §2). Still running → heartbeat
+ * when due and schedule the next look; succeeded → hand over to step-upload; failed,
+ * cancelled or timed out → report failed.
+ */
+
+const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+
+function reportOutcome(result: ReportResult, message: string): StepOutcome {
+  switch (result.kind) {
+    case 'reported':
+      return { kind: 'stop', detail: `reported failed: ${message}` };
+    case 'already-reported':
+      return { kind: 'done', detail: 'already reported' };
+    case 'lease-lost':
+      return { kind: 'done', detail: 'lease lost: nothing reported' };
+    case 'refused-after-upload':
+      return { kind: 'done', detail: 'video already uploaded: not reporting failed' };
+  }
+}
+
+export function uploadDedupId(job: Job): string {
+  return deduplicationId(job.item_id, job.attempt, 'upload');
+}
+
+async function handOverToUpload(deps: Deps, job: Job, task: RunwayTask): Promise<StepOutcome> {
+  await deps.queue.publish({
+    path: '/api/step-upload',
+    body: { job: { ...job, last_status: task.status }, ...(task.output?.[0] ? { output_url: task.output[0] } : {}) },
+    delaySeconds: 0,
+    deduplicationId: uploadDedupId(job),
+  });
+  return { kind: 'done', detail: 'succeeded: upload scheduled' };
+}
+
+export async function pollTask(deps: Deps, message: PollMessage, delivery: Delivery): Promise<StepOutcome> {
+  const { job } = message;
+  const key: JobKey = { itemId: job.item_id, attempt: job.attempt };
+  const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'poll' });
+
+  const record = await deps.ledger.read(key);
+  if (record.abandoned) return { kind: 'done', detail: 'job abandoned: nothing to do' };
+  if (record.reported) {
+    const settled = await settleClaimedReport(deps, key, record);
+    return { kind: 'done', detail: `already reported (${settled.kind})` };
+  }
+  if (record.uploaded) {
+    return handOverToUpload(deps, job, { id: job.runway_task_id, status: 'SUCCEEDED' });
+  }
+
+  try {
+    const task = await deps.runway.getTask(job.runway_task_id);
+    const now = deps.now();
+    if (!task) {
+      const message = 'runway: the task was cancelled or deleted';
+      return reportOutcome(await sendReport(deps, key, { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id }, record), message);
+    }
+    log.info({ status: task.status, progress: task.progress ?? undefined, polls: job.polls }, 'runway task polled');
+    if (task.status === 'SUCCEEDED') return await handOverToUpload(deps, job, task);
+    if (task.status === 'FAILED' || task.status === 'CANCELLED') {
+      const message =
+        task.status === 'CANCELLED'
+          ? 'runway: the task was cancelled'
+          : runwayFailureMessage(task.failureCode ?? undefined, task.failure ?? undefined);
+      return reportOutcome(
+        await sendReport(deps, key, { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id }, record),
+        message,
+      );
+    }
+    if (TERMINAL.has(task.status)) return { kind: 'done', detail: task.status };
+
+    if (timedOut({ nowMs: now, submittedAtMs: job.submitted_at, timeoutSeconds: deps.config.runwayTimeoutSeconds })) {
+      await deps.runway.cancelTask(job.runway_task_id);
+      const message = timeoutMessage(deps.config.runwayTimeoutSeconds, task.status);
+      log.warn({ status: task.status }, 'runway task timed out: cancelled');
+      return reportOutcome(
+        await sendReport(deps, key, { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id }, record),
+        message,
+      );
+    }
+
+    let lastHeartbeat = job.last_heartbeat_at;
+    if (heartbeatDue({ nowMs: now, lastHeartbeatMs: job.last_heartbeat_at, intervalSeconds: deps.config.heartbeatIntervalSeconds })) {
+      const lease = await deps.app.heartbeat(job.item_id, deps.config.leaseDurationSeconds);
+      if (lease.kind === 'lost') {
+        await abandonJob(deps, key, job.runway_task_id, 'lease lost (heartbeat 404)');
+        return { kind: 'done', detail: 'lease lost: Runway task cancelled' };
+      }
+      lastHeartbeat = now;
+    }
+    const next: Job = { ...job, polls: job.polls + 1, last_heartbeat_at: lastHeartbeat, last_status: task.status };
+    const delay = nextPollDelaySeconds({
+      model: job.model,
+      status: task.status,
+      progress: task.progress ?? undefined,
+      elapsedSeconds: Math.max(0, (now - job.submitted_at) / 1000),
+      polls: next.polls,
+      minSeconds: deps.config.runwayPollMinSeconds,
+      maxSeconds: deps.config.runwayPollMaxSeconds,
+    });
+    await publishPoll(deps, next, delay);
+    return { kind: 'done', detail: `${task.status}: next look in ${delay} s`, data: { status: task.status, next_poll_seconds: delay } };
+  } catch (error) {
+    if (isRetryable(error) && !delivery.last) {
+      log.warn({ err: describeError(error), retried: delivery.retried }, 'poll failed: QStash will deliver again');
+      return { kind: 'retry', detail: failureMessageOf(error) };
+    }
+    // Permanent, or QStash's last try: stop paying Runway and say why.
+    const message = failureMessageOf(error);
+    log.error({ err: describeError(error), last_delivery: delivery.last }, 'poll failed for good');
+    try {
+      await deps.runway.cancelTask(job.runway_task_id);
+    } catch (cancelError) {
+      log.warn({ err: describeError(cancelError) }, 'cancel after failure did not go through');
+    }
+    return reportOutcome(
+      await sendReport(deps, key, { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id }),
+      message,
+    );
+  }
+}

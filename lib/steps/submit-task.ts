@@ -1,0 +1,271 @@
+import type { LeasedTask } from '../clients/app-api.js';
+import { downloadPhoto } from '../clients/media-transfer.js';
+import type { CreateTaskBody } from '../clients/runway.js';
+import { deduplicationId } from '../clients/queue.js';
+import { RUNWAY_MODELS, type RunwayModel } from '../config.js';
+import { chooseDuration } from '../decide/duration.js';
+import { sanitizeMessage } from '../decide/failure-message.js';
+import { MODEL_SPECS, resolveProvider } from '../decide/models.js';
+import { nextPollDelaySeconds } from '../decide/poll-schedule.js';
+import { preparePrompt } from '../decide/prompt.js';
+import { chooseRatio } from '../decide/ratio.js';
+import { TIMEOUTS_MS, type Deps } from '../deps.js';
+import { PermanentError, UpstreamError } from '../errors.js';
+import type { JobKey, JobRecord } from '../ledger/ledger.js';
+import { describeError } from '../log.js';
+import { readImageInfo } from '../media/image-info.js';
+import { abandonJob, releaseLease } from './lease-ops.js';
+import type { Job } from './messages.js';
+import { sendReport } from './report.js';
+
+/**
+ * One leased task → one Runway task (or a resumed one) → the first poll message.
+ * Design §2 "cron-poll", per task.
+ */
+
+/** Runway's data URI limit, in characters (contract §2.2). */
+export const DATA_URI_MAX_CHARS = 5_242_880;
+/** A `submitting` claim without a task older than this means its owner died mid-create. */
+export const SUBMIT_STALE_MS = 120_000;
+
+export type SubmitOutcome =
+  | { readonly kind: 'submitted'; readonly itemId: string; readonly job: Job }
+  | { readonly kind: 'resumed'; readonly itemId: string; readonly detail: string }
+  /** Given back to the queue; `stopLeasing` ends this cron run's leasing. */
+  | { readonly kind: 'released'; readonly itemId: string; readonly detail: string; readonly stopLeasing: false | 'not-ours' | 'daily-cap' }
+  | { readonly kind: 'failed'; readonly itemId: string; readonly detail: string }
+  | { readonly kind: 'skipped'; readonly itemId: string | undefined; readonly detail: string };
+
+/** Which attempt a fresh lease belongs to: the open one, or the next after a closed one. */
+export function attemptFor(latest: JobRecord | undefined): { attempt: number; open: JobRecord | undefined } {
+  if (!latest) return { attempt: 1, open: undefined };
+  if (latest.reported || latest.abandoned) return { attempt: latest.attempt + 1, open: undefined };
+  return { attempt: latest.attempt, open: latest };
+}
+
+export function pollDedupId(job: Pick<Job, 'item_id' | 'attempt' | 'polls'>): string {
+  return deduplicationId(job.item_id, job.attempt, 'poll', job.polls);
+}
+
+export async function publishPoll(deps: Deps, job: Job, delaySeconds: number): Promise<void> {
+  await deps.queue.publish({
+    path: '/api/runway-callback',
+    body: { job },
+    delaySeconds,
+    deduplicationId: pollDedupId(job),
+  });
+}
+
+export function firstPollDelay(deps: Deps, model: RunwayModel): number {
+  return nextPollDelaySeconds({
+    model,
+    status: 'PENDING',
+    progress: undefined,
+    elapsedSeconds: 0,
+    polls: 0,
+    minSeconds: deps.config.runwayPollMinSeconds,
+    maxSeconds: deps.config.runwayPollMaxSeconds,
+  });
+}
+
+/** Failure message for a thrown error: stage-prefixed, short, no URLs or tokens. */
+export function failureMessageOf(error: unknown): string {
+  if (error instanceof PermanentError || error instanceof UpstreamError) return sanitizeMessage(error.message);
+  return sanitizeMessage(`worker: unexpected error (${describeError(error)})`);
+}
+
+async function reportFailed(deps: Deps, key: JobKey, message: string): Promise<SubmitOutcome> {
+  const result = await sendReport(deps, key, { item_id: key.itemId, status: 'failed', error_message: message });
+  const detail = result.kind === 'reported' ? message : `${message} (report: ${result.kind})`;
+  return { kind: 'failed', itemId: key.itemId, detail };
+}
+
+/** Picks up an attempt that already has a Runway task or an uploaded video. */
+async function resume(deps: Deps, key: JobKey, record: JobRecord): Promise<SubmitOutcome | undefined> {
+  const task = record.task;
+  if (!task) {
+    if (!record.submitting) return undefined;
+    const age = deps.now() - Date.parse(record.submitting.at);
+    if (age < SUBMIT_STALE_MS) {
+      return { kind: 'skipped', itemId: key.itemId, detail: 'another delivery is submitting this item' };
+    }
+    // Its owner died between claim and record: the Runway task may exist and be billed.
+    // Creating another could pay twice, so this attempt ends here with a clear reason.
+    return reportFailed(deps, key, 'runway: submission was interrupted (a task may have been created); retry from the admin page');
+  }
+  const model = RUNWAY_MODELS.find((name) => name === task.model) ?? deps.config.runwayModel;
+  const now = deps.now();
+  const job: Job = {
+    item_id: key.itemId,
+    attempt: key.attempt,
+    runway_task_id: task.runway_task_id,
+    model,
+    duration: task.duration ?? MODEL_SPECS[model].durationsSeconds[0] ?? 5,
+    ratio: task.ratio ?? 'unknown',
+    submitted_at: Date.parse(task.submitted_at),
+    last_heartbeat_at: now,
+    polls: 0,
+  };
+  if (record.uploaded) {
+    await deps.queue.publish({
+      path: '/api/step-upload',
+      body: { job },
+      delaySeconds: 0,
+      deduplicationId: deduplicationId(key.itemId, key.attempt, 'upload', 'resume'),
+    });
+    return { kind: 'resumed', itemId: key.itemId, detail: 'video already uploaded: reporting' };
+  }
+  await deps.queue.publish({
+    path: '/api/runway-callback',
+    body: { job },
+    delaySeconds: deps.config.runwayPollMinSeconds,
+    deduplicationId: deduplicationId(key.itemId, key.attempt, 'poll', 'resume', Math.floor(now / 60_000)),
+  });
+  return { kind: 'resumed', itemId: key.itemId, detail: `polling existing Runway task ${task.runway_task_id}` };
+}
+
+async function promptImageFor(deps: Deps, photo: Uint8Array<ArrayBuffer>, mime: string, itemId: string): Promise<string> {
+  const base64Chars = Math.ceil(photo.byteLength / 3) * 4;
+  const prefix = `data:${mime};base64,`;
+  if (prefix.length + base64Chars <= DATA_URI_MAX_CHARS) {
+    return prefix + Buffer.from(photo.buffer, photo.byteOffset, photo.byteLength).toString('base64');
+  }
+  deps.log.info({ item_id: itemId, bytes: photo.byteLength }, 'photo too big for a data URI: using an ephemeral upload');
+  const extension = mime === 'image/png' ? 'png' : mime === 'image/webp' ? 'webp' : 'jpg';
+  return deps.runway.uploadEphemeral(`${itemId}.${extension}`, photo, mime);
+}
+
+/** Builds the create body for the model: only the fields that model accepts (contract §2.1). */
+export function buildCreateBody(
+  deps: Deps,
+  model: RunwayModel,
+  promptImage: string,
+  ratio: string,
+  duration: number,
+  promptText: string | undefined,
+): CreateTaskBody {
+  return {
+    model,
+    promptImage,
+    ratio,
+    duration,
+    ...(promptText === undefined ? {} : { promptText }),
+    ...(MODEL_SPECS[model].supportsAudio ? { audio: deps.config.runwayAudio } : {}),
+  };
+}
+
+export async function submitTask(deps: Deps, task: LeasedTask): Promise<SubmitOutcome> {
+  const itemId = task.item_id;
+  const log = deps.log.child({ item_id: itemId, step: 'submit' });
+  const provider = resolveProvider(task.inference_provider, deps.config.runwayModel);
+  if (provider.kind === 'not-ours') {
+    await releaseLease(deps, itemId, `provider ${provider.provider} belongs to another worker`);
+    return { kind: 'released', itemId, detail: `provider ${provider.provider} is not a Runway task`, stopLeasing: 'not-ours' };
+  }
+  if (provider.warning) log.warn({ provider: task.inference_provider }, provider.warning);
+  const model = provider.model;
+
+  const { attempt, open } = attemptFor(await deps.ledger.latest(itemId));
+  const key: JobKey = { itemId, attempt };
+  if (open) {
+    const resumed = await resume(deps, key, open);
+    if (resumed) return resumed;
+  }
+  if (!(await deps.ledger.claim(key, 'submitting', { at: new Date(deps.now()).toISOString() }))) {
+    return { kind: 'skipped', itemId, detail: 'another delivery is submitting this item' };
+  }
+
+  try {
+    if (!task.photo_storage_path) throw new PermanentError('task', 'task: photo_storage_path is missing');
+    const { url } = await deps.app.presignDownload(task.photo_storage_path).catch((error: unknown) => {
+      throw error instanceof UpstreamError
+        ? new PermanentError('photo', 'photo: not found (the app could not sign a download URL)', { cause: error })
+        : error;
+    });
+    const photo = await downloadPhoto(url, { timeoutMs: TIMEOUTS_MS.photo });
+    const image = readImageInfo(photo);
+    const duration = chooseDuration(model, task.frame_num);
+    const ratio = chooseRatio(model, image.displayWidth, image.displayHeight);
+    const prompt = preparePrompt(model, task.prompt);
+    if (duration.adjusted) log.info({ frame_num: task.frame_num, duration: duration.seconds }, 'duration snapped to the model');
+    if (prompt.truncated) log.info({ length: task.prompt?.length }, 'prompt cut to 1000 characters');
+    const promptImage = await promptImageFor(deps, photo, image.mime, itemId);
+    const body = buildCreateBody(deps, model, promptImage, ratio, duration.seconds, prompt.text);
+
+    let created: { id: string };
+    try {
+      created = await deps.runway.createTask(body);
+    } catch (error) {
+      return await handleCreateError(deps, key, error);
+    }
+    return await recordAndPoll(deps, key, { id: created.id, model, duration: duration.seconds, ratio });
+  } catch (error) {
+    if (error instanceof PermanentError || (error instanceof UpstreamError && !error.retryable)) {
+      return reportFailed(deps, key, failureMessageOf(error));
+    }
+    // Transient (photo download, presign after retries): give the item back for a later run.
+    log.warn({ err: describeError(error) }, 'transient failure before the Runway task: releasing');
+    await abandonJob(deps, key, undefined, `transient: ${failureMessageOf(error)}`);
+    await releaseLease(deps, itemId, 'transient failure');
+    return { kind: 'released', itemId, detail: failureMessageOf(error), stopLeasing: false };
+  }
+}
+
+/**
+ * The Runway task exists (and is billed) from here on: nothing below may abandon the
+ * attempt. If the ledger or the publish fails, the item stays leased; when its lease
+ * lapses the next run finds the task in the ledger and resumes polling it.
+ */
+async function recordAndPoll(
+  deps: Deps,
+  key: JobKey,
+  created: { id: string; model: RunwayModel; duration: number; ratio: string },
+): Promise<SubmitOutcome> {
+  const now = deps.now();
+  const job: Job = {
+    item_id: key.itemId,
+    attempt: key.attempt,
+    runway_task_id: created.id,
+    model: created.model,
+    duration: created.duration,
+    ratio: created.ratio,
+    submitted_at: now,
+    last_heartbeat_at: now,
+    polls: 0,
+  };
+  const log = deps.log.child({ item_id: key.itemId, runway_task_id: created.id, step: 'submit' });
+  log.info({ model: created.model, duration: created.duration, ratio: created.ratio }, 'runway task created');
+  try {
+    await deps.ledger.claim(key, 'task', {
+      runway_task_id: created.id,
+      model: created.model,
+      submitted_at: new Date(now).toISOString(),
+      duration: created.duration,
+      ratio: created.ratio,
+    });
+    await publishPoll(deps, job, firstPollDelay(deps, created.model));
+  } catch (error) {
+    log.error({ err: describeError(error) }, 'could not record or schedule the Runway task; it resumes when the lease lapses');
+  }
+  return { kind: 'submitted', itemId: key.itemId, job };
+}
+
+async function handleCreateError(deps: Deps, key: JobKey, error: unknown): Promise<SubmitOutcome> {
+  if (error instanceof UpstreamError && error.code === 'daily-cap') {
+    // Not the item's fault: give it back and stop leasing for this run (design §2).
+    await abandonJob(deps, key, undefined, 'runway daily cap');
+    await releaseLease(deps, key.itemId, 'runway daily generation cap');
+    return { kind: 'released', itemId: key.itemId, detail: 'runway: daily generation limit reached', stopLeasing: 'daily-cap' };
+  }
+  if (error instanceof UpstreamError && error.status !== undefined && error.retryable) {
+    // Runway answered 5xx: no task was made. Close this attempt and let a later run try again.
+    await abandonJob(deps, key, undefined, `runway create answered ${error.status}`);
+    await releaseLease(deps, key.itemId, 'runway unavailable');
+    return { kind: 'released', itemId: key.itemId, detail: failureMessageOf(error), stopLeasing: false };
+  }
+  if (error instanceof UpstreamError && error.status === undefined) {
+    // No answer: a task may exist and be billed. Never create blindly again (contract §2.4).
+    return reportFailed(deps, key, 'runway: the create request got no answer (a task may exist); not retried to avoid paying twice');
+  }
+  return reportFailed(deps, key, failureMessageOf(error));
+}

@@ -1,0 +1,159 @@
+import { deduplicationId } from '../clients/queue.js';
+import { interpretUploadAnswer, openOutput, putStream, type UploadVerdict } from '../clients/media-transfer.js';
+import { TIMEOUTS_MS, type Deps } from '../deps.js';
+import { PermanentError, UpstreamError, isRetryable } from '../errors.js';
+import type { JobKey, JobRecord } from '../ledger/ledger.js';
+import { describeError } from '../log.js';
+import type { StepOutcome } from '../outcome.js';
+import { abandonJob } from './lease-ops.js';
+import type { Delivery, Job, UploadMessage } from './messages.js';
+import { sendReport, settleClaimedReport, type ReportResult } from './report.js';
+import { failureMessageOf } from './submit-task.js';
+
+/**
+ * step-upload: Runway output → Supabase signed upload URL, streamed, then the
+ * `completed` report (design §2). Upsert is off in storage, so a video is uploaded once
+ * per item; the ledger's `uploaded` fact lets every later delivery go straight to the
+ * report.
+ */
+
+async function outputUrlFor(deps: Deps, job: Job, known: string | undefined): Promise<string> {
+  if (known) return known;
+  return freshOutputUrl(deps, job);
+}
+
+async function freshOutputUrl(deps: Deps, job: Job): Promise<string> {
+  const task = await deps.runway.getTask(job.runway_task_id);
+  const url = task?.status === 'SUCCEEDED' ? task.output?.[0] : undefined;
+  if (!url) throw new PermanentError('runway', 'runway: the finished task has no output video');
+  return url;
+}
+
+/** Opens the output; a 401/403/404/410 is an expired signed URL: fetch the task once for a fresh one. */
+async function openFreshOutput(deps: Deps, job: Job, known: string | undefined, signal: AbortSignal) {
+  const first = await outputUrlFor(deps, job, known);
+  try {
+    return await openOutput(first, TIMEOUTS_MS.upload, signal);
+  } catch (error) {
+    if (!(error instanceof UpstreamError && error.code === 'expired')) throw error;
+    deps.log.info({ item_id: job.item_id, runway_task_id: job.runway_task_id }, 'output URL expired: fetching a fresh one');
+    return openOutput(await freshOutputUrl(deps, job), TIMEOUTS_MS.upload, signal);
+  }
+}
+
+/** One streamed upload attempt into a freshly presigned URL. */
+async function uploadOnce(deps: Deps, job: Job, outputUrl: string | undefined): Promise<{ verdict: UploadVerdict; storagePath: string; bytes: number }> {
+  const target = await deps.app.presignUpload(job.item_id);
+  const controller = new AbortController();
+  const source = await openFreshOutput(deps, job, outputUrl, controller.signal);
+  try {
+    const answer = await putStream(target.url, source.body, {
+      contentLength: source.length,
+      timeoutMs: TIMEOUTS_MS.upload,
+      signal: controller.signal,
+    });
+    const verdict = interpretUploadAnswer(answer.status, answer.body);
+    if (verdict.kind === 'stored' && source.length !== undefined && answer.bytes !== source.length) {
+      throw new UpstreamError('output', `output: got ${answer.bytes} of ${source.length} bytes`, { retryable: true });
+    }
+    return { verdict, storagePath: target.storagePath, bytes: answer.bytes };
+  } finally {
+    controller.abort();
+  }
+}
+
+function reportToOutcome(result: ReportResult, what: string): StepOutcome {
+  switch (result.kind) {
+    case 'reported':
+      return { kind: 'done', detail: what };
+    case 'already-reported':
+      return { kind: 'done', detail: 'already reported' };
+    case 'lease-lost':
+      return { kind: 'done', detail: 'lease lost before the report' };
+    case 'refused-after-upload':
+      return { kind: 'done', detail: 'video uploaded: failed not reported' };
+  }
+}
+
+async function reportCompleted(deps: Deps, key: JobKey, job: Job, storagePath: string, record?: JobRecord): Promise<StepOutcome> {
+  const result = await sendReport(
+    deps,
+    key,
+    { item_id: job.item_id, status: 'completed', video_storage_path: storagePath, veo_operation_id: job.runway_task_id },
+    record,
+  );
+  return reportToOutcome(result, `completed: ${storagePath}`);
+}
+
+export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: Delivery): Promise<StepOutcome> {
+  const { job } = message;
+  const key: JobKey = { itemId: job.item_id, attempt: job.attempt };
+  const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'upload' });
+
+  const record = await deps.ledger.read(key);
+  if (record.abandoned) return { kind: 'done', detail: 'job abandoned: nothing to do' };
+  if (record.reported) {
+    const settled = await settleClaimedReport(deps, key, record);
+    return { kind: 'done', detail: `already reported (${settled.kind})` };
+  }
+
+  try {
+    if (record.uploaded) return await reportCompleted(deps, key, job, record.uploaded.storage_path, record);
+
+    const lease = await deps.app.heartbeat(job.item_id, deps.config.leaseDurationSeconds);
+    if (lease.kind === 'lost') {
+      await abandonJob(deps, key, undefined, 'lease lost before upload');
+      return { kind: 'done', detail: 'lease lost: not uploading' };
+    }
+
+    const started = deps.now();
+    let result = await uploadOnce(deps, job, message.output_url);
+    if (result.verdict.kind === 'expired-token') {
+      log.info('upload token expired: presigning again');
+      result = await uploadOnce(deps, job, undefined);
+    }
+    const { verdict } = result;
+    if (verdict.kind === 'too-large') throw new PermanentError('storage', 'storage: the video is over the storage size limit');
+    if (verdict.kind === 'expired-token') {
+      throw new UpstreamError('storage', 'storage: upload token expired twice', { retryable: true });
+    }
+    if (verdict.kind === 'error') {
+      throw new UpstreamError('storage', `storage: upload refused (${verdict.detail})`, { retryable: verdict.retryable });
+    }
+    // 'duplicate' means an earlier delivery's upload landed: the video is there.
+    const bytes = verdict.kind === 'stored' ? result.bytes : 0;
+    await deps.ledger.claim(key, 'uploaded', {
+      storage_path: result.storagePath,
+      bytes,
+      at: new Date(deps.now()).toISOString(),
+    });
+    log.info({ bytes, duration_ms: deps.now() - started, storage_path: result.storagePath, verdict: verdict.kind }, 'video uploaded');
+    return await reportCompleted(deps, key, job, result.storagePath);
+  } catch (error) {
+    if (isRetryable(error) && !delivery.last) {
+      log.warn({ err: describeError(error), retried: delivery.retried }, 'upload failed: QStash will deliver again');
+      return { kind: 'retry', detail: failureMessageOf(error) };
+    }
+    const current = await deps.ledger.read(key);
+    if (current.uploaded) {
+      // Never `failed` after an upload: keep asking for the completed report with a new message.
+      log.error({ err: describeError(error) }, 'report after upload failed on the last delivery: trying again later');
+      await deps.queue.publish({
+        path: '/api/step-upload',
+        body: { job },
+        delaySeconds: deps.config.runwayPollMaxSeconds,
+        deduplicationId: deduplicationId(job.item_id, job.attempt, 'report', Math.floor(deps.now() / 60_000)),
+      });
+      return { kind: 'done', detail: 'uploaded; the report is scheduled again' };
+    }
+    const failure = failureMessageOf(error);
+    log.error({ err: describeError(error), last_delivery: delivery.last }, 'upload failed for good');
+    const result = await sendReport(
+      deps,
+      key,
+      { item_id: job.item_id, status: 'failed', error_message: failure, veo_operation_id: job.runway_task_id },
+      current,
+    );
+    return result.kind === 'reported' ? { kind: 'stop', detail: `reported failed: ${failure}` } : reportToOutcome(result, failure);
+  }
+}

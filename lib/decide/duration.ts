@@ -1,7 +1,7 @@
 import type { RunwayModel } from '../config.js';
 import { MODEL_SPECS } from './models.js';
 
-/** The app's `frame_num` counts frames at this rate (the old worker's video pipeline). */
+/** `frame_num` counts frames at this rate (design §3). */
 export const FRAMES_PER_SECOND = 24;
 /** Used when `frame_num` is missing or unusable (design §3): about 5 s. */
 export const DEFAULT_FRAME_COUNT = 121;

@@ -51,24 +51,31 @@ export function classifyFailureCode(code: string | null | undefined): FailureCla
   return familyOf(normalizeCode(code))?.kind ?? 'unknown';
 }
 
-const REDACTIONS: readonly (readonly [RegExp, string])[] = [
+const REDACTIONS: readonly (readonly [RegExp, string | ((match: string) => string)])[] = [
   // Inline images first: base64 would otherwise survive as one long "word".
-  [/\bdata:[\w.+/-]*(?:;[\w=.+-]+)*,\S*/gi, '[data]'],
-  // Any URL (http(s), runway://, ...): signed URLs carry their credentials in the query.
-  [/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, '[url]'],
-  [/\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*/g, '[redacted]'],
+  [/data:[\w.+/-]*(?:;[\w=.+-]+)*,\S*/gi, '[data]'],
+  // Any word holding a URL (http(s), runway://, ...), whatever is glued to it: signed URLs
+  // carry their credentials in the query.
+  [/\S*:\/\/\S*/g, '[url]'],
+  // JWTs (no word boundary: one may be glued to the text before it) and JWT fragments.
+  [/eyJ[\w-]{4,}(?:\.[\w-]*){1,2}/g, '[redacted]'],
   // The lookahead spares ordinary words ("Bearer token") and redacts real credentials.
   [/\b(Bearer|Worker|Basic|Token)\s+(?=[\w.~+/=-]*[\d_.~+/=-])[\w.~+/=-]{8,}/gi, '$1 [redacted]'],
   [/\b((?:access_|refresh_|api_?|upload_)?token|signature|sig|key|secret|password|x-amz-[a-z-]+)=[^\s&"']+/gi, '$1=[redacted]'],
   [/\bsig_[A-Za-z0-9]{8,}/g, '[redacted]'],
+  // Any other long opaque run of letters and digits is more likely a key than prose
+  // (40+ so that UUIDs, such as Runway task ids, stay readable).
+  [/[\w+/=.-]{40,}/g, (run) => (/\d/.test(run) && /[a-z]/i.test(run) ? '[redacted]' : run)],
 ];
 
+/** The first `units` UTF-16 units, one fewer rather than half of a surrogate pair. */
+function headOf(text: string, units: number): string {
+  const last = text.charCodeAt(units - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? units - 1 : units);
+}
+
 function cutWithEllipsis(text: string, limit: number): string {
-  if (text.length <= limit) return text;
-  let end = limit - 1;
-  const last = text.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
-  return `${text.slice(0, end).trimEnd()}…`;
+  return text.length <= limit ? text : `${headOf(text, limit - 1).trimEnd()}…`;
 }
 
 /**
@@ -77,8 +84,12 @@ function cutWithEllipsis(text: string, limit: number): string {
  * `limit` characters (500 by default) with a trailing "…".
  */
 export function sanitizeMessage(text: string, limit: number = MAX_ERROR_MESSAGE_LENGTH): string {
-  let clean = text;
-  for (const [pattern, replacement] of REDACTIONS) clean = clean.replace(pattern, replacement);
+  // Text this far out could never be shown; dropping it first bounds the work.
+  const workLimit = limit * 4;
+  let clean = text.length > workLimit ? `${headOf(text, workLimit)}…` : text;
+  for (const [pattern, replacement] of REDACTIONS) {
+    clean = typeof replacement === 'string' ? clean.replace(pattern, replacement) : clean.replace(pattern, replacement);
+  }
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
   clean = clean.replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
   return cutWithEllipsis(clean, limit);

@@ -361,7 +361,7 @@ describe('a /v1 request without the right headers', () => {
 
 describe('a task that runs to completion', () => {
   it('goes PENDING, then RUNNING with growing progress, then SUCCEEDED with an output URL', async () => {
-    const sandbox = await startSandbox({ generationMs: 600 });
+    const sandbox = await startSandbox({ generationMs: 1500 });
     const id = await sandbox.createTask();
     const seen = await sandbox.waitFor(id, terminal);
     const statuses = seen.map((task) => task.status).filter((status, index, all) => status !== all[index - 1]);

@@ -154,11 +154,31 @@ describe('sanitizing text for an admin-facing message', () => {
     ['a Worker key', 'header Worker wk_live_9f8e7d6c5b4a', 'header Worker [redacted]'],
     ['a JWT', `token ${JWT} expired`, 'token [redacted] expired'],
     ['a QStash signing key', 'key sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r leaked', 'key [redacted] leaked'],
+    ['a JWT glued to a word', `bad${JWT}`, 'bad[redacted]'],
+    ['the whole word around a URL glued to other text', 'see (x_https://a.example/y?token=1) now', 'see [url] now'],
+    ['a long opaque key', 'key 4f9a2c7e1b8d3f6a0c5e9b2d7f1a4c8e6b3d0f2a9c', 'key [redacted]'],
   ])('removes %s', (_label, input, output) => {
     expect(sanitizeMessage(input)).toBe(output);
   });
 
-  it('keeps ordinary words that follow "Bearer" or "Worker"', () => {
+  it('changes nothing in a message it already sanitized, so applying it twice is safe', () => {
+    for (const input of [`upload failed: ${SIGNED_URL}`, 'z'.repeat(900), `Bearer key_1234567890abcdef ${JWT}`, runwayFailureMessage('SAFETY.INPUT.IMAGE')]) {
+      const once = sanitizeMessage(input);
+      expect(sanitizeMessage(once)).toBe(once);
+    }
+  });
+
+    it('keeps UUIDs such as Runway task ids readable', () => {
+    expect(sanitizeMessage('task 0f8fad5b-d9cb-469f-a165-70867728950e failed')).toBe('task 0f8fad5b-d9cb-469f-a165-70867728950e failed');
+  });
+
+  it('stays safe and bounded on megabytes of input', () => {
+    const message = sanitizeMessage(`${'noise '.repeat(200_000)}${SIGNED_URL}`);
+    expect(message).toHaveLength(500);
+    assertSafe(message);
+  });
+
+    it('keeps ordinary words that follow "Bearer" or "Worker"', () => {
     expect(sanitizeMessage('Bearer token missing; Worker unavailable')).toBe('Bearer token missing; Worker unavailable');
   });
 
@@ -182,7 +202,7 @@ describe('sanitizing text for an admin-facing message', () => {
   });
 
   it('accepts a smaller limit', () => {
-    expect(sanitizeMessage('hello wonderful world', 10)).toBe('hello wo…');
+    expect(sanitizeMessage('hello wonderful world', 10)).toBe('hello won…');
   });
 
   it('never lets a URL or token through, over a mix of noisy inputs', () => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseConfig, type Env } from '../lib/config.js';
-import type { Deps } from '../lib/deps.js';
+import type { Deps, Timeouts } from '../lib/deps.js';
 import type { Logger } from '../lib/log.js';
 import { createDeps } from '../lib/runtime.js';
 import { startLocalQStash, type LocalQStash, type LocalQStashFaults } from './local-qstash.js';
@@ -55,6 +55,8 @@ export interface LocalRuntimeOptions {
   /** Embedded QStash: delays are multiplied by this (1 = real time). */
   readonly qstashTimeScale?: number;
   readonly qstashFaults?: LocalQStashFaults;
+  /** Bounds on outside calls (tests and chaos runs shorten them). */
+  readonly timeouts?: Partial<Timeouts>;
   /** Start the cron ticker (default true). */
   readonly ticker?: boolean;
 }
@@ -144,7 +146,11 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
       VERCEL: undefined,
     };
     const config = parseConfig(configEnv);
-    const ready = createDeps(config, { ...(options.log ? { log: options.log } : {}), pretty: options.pretty ?? false });
+    const ready = createDeps(config, {
+      ...(options.log ? { log: options.log } : {}),
+      ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+      pretty: options.pretty ?? false,
+    });
     holder.deps = ready;
 
     const runCron = async (query = ''): Promise<unknown> => {

@@ -40,7 +40,7 @@ const envSchema = z
     RUNWAY_TIMEOUT_SECONDS: seconds(600, 1),
     RUNWAY_POLL_MIN_SECONDS: seconds(5, 5),
     RUNWAY_POLL_MAX_SECONDS: seconds(60, 5),
-    LEASE_DURATION_SECONDS: seconds(600, 60),
+    LEASE_DURATION_SECONDS: seconds(600, 10),
     HEARTBEAT_INTERVAL_SECONDS: seconds(120, 1),
     MAX_TASKS_PER_RUN: seconds(10, 1),
     QSTASH_TOKEN: text(),

@@ -14,12 +14,23 @@ export interface Deps {
   readonly queue: Queue;
   readonly ledger: Ledger;
   readonly now: () => number;
+  readonly timeouts: Timeouts;
 }
 
-/** Timeouts for single outside calls, all well inside a function's budget. */
-export const TIMEOUTS_MS = {
-  app: 15_000,
-  runway: 30_000,
-  photo: 30_000,
-  upload: 240_000,
-} as const;
+/** Bounds on single outside calls, all well inside a function's budget. */
+export interface Timeouts {
+  readonly appMs: number;
+  readonly runwayMs: number;
+  readonly photoMs: number;
+  readonly uploadMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = { appMs: 15_000, runwayMs: 30_000, photoMs: 30_000, uploadMs: 240_000 };
+
+/**
+ * How long a report claim may stay unconfirmed before another delivery may re-send it: longer
+ * than the claimer can still be sending (its in-process attempts, each bounded by the app timeout).
+ */
+export function reportSettleMs(timeouts: Timeouts): number {
+  return 4 * timeouts.appMs + 5_000;
+}

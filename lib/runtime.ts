@@ -2,25 +2,30 @@ import { createAppApi } from './clients/app-api.js';
 import { createQueue } from './clients/queue.js';
 import { createRunway } from './clients/runway.js';
 import { parseConfig, secretsOf, type Config, type Env } from './config.js';
-import { TIMEOUTS_MS, type Deps } from './deps.js';
+import { DEFAULT_TIMEOUTS, type Deps, type Timeouts } from './deps.js';
 import { createLedger } from './ledger/index.js';
 import { createLogger, type Logger } from './log.js';
 
 /** Builds every client from one config. Tests and the local runtime call this directly. */
-export function createDeps(config: Config, overrides: { log?: Logger; now?: () => number; pretty?: boolean } = {}): Deps {
+export function createDeps(
+  config: Config,
+  overrides: { log?: Logger; now?: () => number; pretty?: boolean; timeouts?: Partial<Timeouts> } = {},
+): Deps {
+  const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...overrides.timeouts };
   const log = overrides.log ?? createLogger({ level: config.logLevel, secrets: secretsOf(config), pretty: overrides.pretty ?? false });
   return {
     config,
     log,
     now: overrides.now ?? Date.now,
+    timeouts,
     app: createAppApi({
       baseUrl: config.nextApiUrl,
       workerApiKey: config.workerApiKey,
       workerId: config.workerId,
       workerType: config.workerType,
-      timeoutMs: TIMEOUTS_MS.app,
+      timeoutMs: timeouts.appMs,
     }),
-    runway: createRunway({ baseUrl: config.runwayApiUrl, apiKey: config.runwayApiKey, timeoutMs: TIMEOUTS_MS.runway }),
+    runway: createRunway({ baseUrl: config.runwayApiUrl, apiKey: config.runwayApiKey, timeoutMs: timeouts.runwayMs }),
     queue: createQueue({
       qstashUrl: config.qstashUrl,
       token: config.qstashToken,

@@ -1,5 +1,6 @@
 import { Client, QstashError, Receiver } from '@upstash/qstash';
 import { UpstreamError } from '../errors.js';
+import { QSTASH_RETRIES } from '../steps/messages.js';
 
 /**
  * QStash (contract §3): delayed, deduplicated messages to our own endpoints, and
@@ -24,6 +25,8 @@ export interface PublishRequest {
   readonly delaySeconds: number;
   /** A repeated publish with the same id within 10 minutes is dropped by QStash. */
   readonly deduplicationId: string;
+  /** Forwarded to the destination (QStash strips the `Upstash-Forward-` prefix). */
+  readonly headers?: Record<string, string>;
 }
 
 export interface Queue {
@@ -64,7 +67,8 @@ export function createQueue(options: QueueOptions): Queue {
           body: request.body,
           delay: Math.max(0, Math.round(request.delaySeconds)),
           deduplicationId: request.deduplicationId,
-          retries: 3,
+          retries: QSTASH_RETRIES,
+          ...(request.headers ? { headers: request.headers } : {}),
         });
         const deduplicated = 'deduplicated' in answer && answer.deduplicated === true;
         return { messageId: 'messageId' in answer ? answer.messageId : '', deduplicated };

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { deduplicationId } from '../clients/queue.js';
 import { ConfigError } from '../config.js';
 import type { Deps } from '../deps.js';
 import { describeError } from '../log.js';
@@ -40,10 +41,53 @@ export async function handleSignedStep<T>(
     deps.log.error({ path: new URL(request.url).pathname, problem: detail }, 'signed message failed validation: dropped');
     return toResponse({ kind: 'invalid', detail: `invalid message: ${detail}` });
   }
+  const delivery = deliveryOf(request);
+  let outcome: StepOutcome;
   try {
-    return toResponse(await step(deps, message.data, deliveryOf(request)));
+    outcome = await step(deps, message.data, delivery);
   } catch (error) {
     deps.log.error({ err: describeError(error) }, 'step failed unexpectedly: QStash will deliver again');
-    return toResponse({ kind: 'retry', detail: 'internal error' });
+    outcome = { kind: 'retry', detail: 'internal error' };
   }
+  if (outcome.kind === 'retry' && delivery.last) outcome = await continueAfterLastDelivery(deps, request, json.ok ? json.value : undefined, outcome);
+  return toResponse(outcome);
+}
+
+/** Upper bound on fresh messages for one chain after QStash's own retries ran out. */
+export const MAX_CONTINUATIONS = 20;
+const CONTINUATION_HEADER = 'x-worker-continuation';
+
+/**
+ * QStash will not deliver this message again, yet the step still needs another try (a
+ * report that must land, a video that is uploaded): publish the same message afresh, a
+ * bounded number of times, rather than leave the item leased and forgotten.
+ */
+async function continueAfterLastDelivery(deps: Deps, request: Request, body: unknown, outcome: StepOutcome): Promise<StepOutcome> {
+  const url = new URL(request.url);
+  const path = url.pathname;
+  if (path !== '/api/runway-callback' && path !== '/api/step-upload') return outcome;
+  const count = Number(request.headers.get(CONTINUATION_HEADER) ?? '0');
+  const next = Number.isInteger(count) && count >= 0 ? count + 1 : 1;
+  if (next > MAX_CONTINUATIONS) {
+    deps.log.error({ path, continuations: count }, 'giving up after the last continuation: the lease will lapse');
+    return { kind: 'stop', detail: `gave up after ${count} continuations` };
+  }
+  const delaySeconds = Math.min(
+    deps.config.runwayPollMaxSeconds,
+    Math.max(deps.config.runwayPollMinSeconds, outcome.kind === 'retry' ? (outcome.retryAfterSeconds ?? 0) : 0),
+  );
+  try {
+    await deps.queue.publish({
+      path,
+      body,
+      delaySeconds,
+      deduplicationId: deduplicationId('continue', request.headers.get('upstash-message-id') ?? 'unknown', next),
+      headers: { [CONTINUATION_HEADER]: String(next) },
+    });
+  } catch (error) {
+    deps.log.error({ err: describeError(error) }, 'could not publish a continuation');
+    return outcome;
+  }
+  deps.log.warn({ path, continuation: next, delay_seconds: delaySeconds }, 'last delivery failed: continuing with a new message');
+  return { kind: 'done', detail: `continued as a new message in ${delaySeconds} s` };
 }

@@ -26,7 +26,12 @@ export const factSchemas = {
     error_message: z.string().optional(),
     veo_operation_id: z.string().optional(),
   }),
-  abandoned: z.object({ reason: z.string(), at: z.string() }),
+  abandoned: z.object({
+    reason: z.string(),
+    at: z.string(),
+    /** Set when the attempt was given back after a transient failure: how many in a row. */
+    transient_failures: z.number().int().nonnegative().optional(),
+  }),
 } as const;
 
 export type FactName = keyof typeof factSchemas;

@@ -19,7 +19,13 @@ export async function releaseLease(deps: Deps, itemId: string, why: string): Pro
  * The lease is gone (another worker or an admin has the item): stop paying Runway and
  * record that this attempt ends without a report.
  */
-export async function abandonJob(deps: Deps, key: JobKey, runwayTaskId: string | undefined, reason: string): Promise<void> {
+export async function abandonJob(
+  deps: Deps,
+  key: JobKey,
+  runwayTaskId: string | undefined,
+  reason: string,
+  transientFailures?: number,
+): Promise<void> {
   if (runwayTaskId) {
     try {
       await deps.runway.cancelTask(runwayTaskId);
@@ -27,6 +33,10 @@ export async function abandonJob(deps: Deps, key: JobKey, runwayTaskId: string |
       deps.log.warn({ item_id: key.itemId, runway_task_id: runwayTaskId, err: describeError(error) }, 'cancel failed');
     }
   }
-  await deps.ledger.claim(key, 'abandoned', { reason, at: new Date(deps.now()).toISOString() });
-  deps.log.warn({ item_id: key.itemId, runway_task_id: runwayTaskId, reason }, 'job abandoned');
+  await deps.ledger.claim(key, 'abandoned', {
+    reason,
+    at: new Date(deps.now()).toISOString(),
+    ...(transientFailures === undefined ? {} : { transient_failures: transientFailures }),
+  });
+  deps.log.warn({ item_id: key.itemId, runway_task_id: runwayTaskId, reason }, 'attempt closed without a report');
 }

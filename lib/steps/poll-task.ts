@@ -1,6 +1,6 @@
 import { deduplicationId } from '../clients/queue.js';
 import type { RunwayTask } from '../clients/runway.js';
-import { runwayFailureMessage, timeoutMessage } from '../decide/failure-message.js';
+import { RUNWAY_CANCELLED_MESSAGE, runwayFailureMessage, timeoutMessage } from '../decide/failure-message.js';
 import { heartbeatDue, nextPollDelaySeconds, timedOut } from '../decide/poll-schedule.js';
 import type { Deps } from '../deps.js';
 import { isRetryable } from '../errors.js';
@@ -9,7 +9,7 @@ import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
 import { abandonJob } from './lease-ops.js';
 import type { Delivery, Job, PollMessage } from './messages.js';
-import { sendReport, settleClaimedReport, type ReportResult } from './report.js';
+import { outcomeOfReport, sendReport, settleClaimedReport, type ReportResult } from './report.js';
 import { failureMessageOf, publishPoll } from './submit-task.js';
 
 /**
@@ -19,18 +19,10 @@ import { failureMessageOf, publishPoll } from './submit-task.js';
  */
 
 const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+const RUNWAY_GONE_MESSAGE = 'runway: the task was cancelled or deleted';
 
 function reportOutcome(result: ReportResult, message: string): StepOutcome {
-  switch (result.kind) {
-    case 'reported':
-      return { kind: 'stop', detail: `reported failed: ${message}` };
-    case 'already-reported':
-      return { kind: 'done', detail: 'already reported' };
-    case 'lease-lost':
-      return { kind: 'done', detail: 'lease lost: nothing reported' };
-    case 'refused-after-upload':
-      return { kind: 'done', detail: 'video already uploaded: not reporting failed' };
-  }
+  return outcomeOfReport(result, { kind: 'stop', detail: `reported failed: ${message}` });
 }
 
 export function uploadDedupId(job: Job): string {
@@ -54,10 +46,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
 
   const record = await deps.ledger.read(key);
   if (record.abandoned) return { kind: 'done', detail: 'job abandoned: nothing to do' };
-  if (record.reported) {
-    const settled = await settleClaimedReport(deps, key, record);
-    return { kind: 'done', detail: `already reported (${settled.kind})` };
-  }
+  if (record.reported) return outcomeOfReport(await settleClaimedReport(deps, key, record), { kind: 'done', detail: 'report re-sent' });
   if (record.uploaded) {
     return handOverToUpload(deps, job, { id: job.runway_task_id, status: 'SUCCEEDED' });
   }
@@ -66,7 +55,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
     const task = await deps.runway.getTask(job.runway_task_id);
     const now = deps.now();
     if (!task) {
-      const message = 'runway: the task was cancelled or deleted';
+      const message = RUNWAY_GONE_MESSAGE;
       return reportOutcome(await sendReport(deps, key, { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id }, record), message);
     }
     log.info({ status: task.status, progress: task.progress ?? undefined, polls: job.polls }, 'runway task polled');
@@ -74,7 +63,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
     if (task.status === 'FAILED' || task.status === 'CANCELLED') {
       const message =
         task.status === 'CANCELLED'
-          ? 'runway: the task was cancelled'
+          ? RUNWAY_CANCELLED_MESSAGE
           : runwayFailureMessage(task.failureCode ?? undefined, task.failure ?? undefined);
       return reportOutcome(
         await sendReport(deps, key, { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id }, record),

@@ -1,22 +1,27 @@
 import type { Report } from '../clients/app-api.js';
-import type { Deps } from '../deps.js';
+import { sanitizeMessage } from '../decide/failure-message.js';
+import { reportSettleMs, type Deps } from '../deps.js';
 import { UpstreamError } from '../errors.js';
 import type { Fact, JobKey, JobRecord } from '../ledger/ledger.js';
-import { sanitizeMessage } from '../decide/failure-message.js';
+import { describeError } from '../log.js';
+import type { StepOutcome } from '../outcome.js';
 
 /**
  * Reports go out at most once per lease attempt (the app's report is not idempotent,
  * contract §1.4): the ledger's `reported` fact is claimed first, then the report is sent.
- * When the answer is lost, a heartbeat tells whether it took effect.
+ * When an answer is lost, a heartbeat tells whether the report took effect: 404 once the
+ * item has left `processing`, 200 while it is still ours to report.
  */
 
-/** A claim older than this whose report never landed is re-sent by a later delivery. */
-export const REPORT_SETTLE_MS = 60_000;
+/** In-process sends of one claimed report, each checked by a heartbeat before the next. */
+const REPORT_SENDS = 3;
 
 export type ReportResult =
   | { readonly kind: 'reported' }
-  /** Another delivery claimed the report first (or it was sent earlier). */
+  /** Reported earlier, by this or another delivery (or the item has left processing). */
   | { readonly kind: 'already-reported' }
+  /** Claimed by a delivery that may still be sending it: look again after the delay. */
+  | { readonly kind: 'unconfirmed'; readonly retryAfterSeconds: number }
   /** 403/404: the item is no longer ours. */
   | { readonly kind: 'lease-lost' }
   /** `failed` refused because a video was uploaded: report completed instead. */
@@ -44,26 +49,37 @@ function reportOf(itemId: string, fact: ReportedFact): Report {
   };
 }
 
-/** Sends the claimed report; on a lost answer, asks the lease whether it landed. */
+/**
+ * Sends a claimed report. A lost answer is resolved by a heartbeat, never by sending blind:
+ * 404 means it landed (or the item was taken away), 200 means it did not and may be sent again.
+ */
 async function send(deps: Deps, report: Report): Promise<ReportResult> {
-  try {
-    const answer = await deps.app.report(report);
-    if (answer.kind === 'lost') {
-      deps.log.warn({ item_id: report.item_id, status: answer.status }, 'report refused: lease lost');
-      return { kind: 'lease-lost' };
-    }
-    deps.log.info({ item_id: report.item_id, status: report.status, error_message: report.error_message }, 'reported');
-    return { kind: 'reported' };
-  } catch (error) {
-    if (!(error instanceof UpstreamError)) throw error;
-    // The app may have applied the report before the answer was lost (contract §1.4).
-    const lease = await deps.app.heartbeat(report.item_id, deps.config.leaseDurationSeconds);
-    if (lease.kind === 'lost') {
-      deps.log.info({ item_id: report.item_id }, 'report answer lost, but the item has left processing: taken as reported');
+  const log = deps.log.child({ item_id: report.item_id, step: 'report' });
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= REPORT_SENDS; attempt++) {
+    try {
+      const answer = await deps.app.report(report);
+      if (answer.kind === 'lost') {
+        log.warn({ status: answer.status }, 'report refused: the lease is lost');
+        return { kind: 'lease-lost' };
+      }
+      log.info({ status: report.status, error_message: report.error_message }, 'reported');
       return { kind: 'reported' };
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+      lastError = error;
+      log.warn({ err: describeError(error), attempt }, 'report answer lost: asking the lease whether it landed');
+      const lease = await deps.app.heartbeat(report.item_id, deps.config.leaseDurationSeconds);
+      if (lease.kind === 'lost') {
+        log.info('the item has left processing: the report landed');
+        return { kind: 'reported' };
+      }
     }
-    throw new UpstreamError('app', 'app: report did not go through; will try again', { retryable: true, cause: error });
   }
+  throw new UpstreamError('app', 'app: the report did not go through; it will be sent again', {
+    retryable: true,
+    cause: lastError,
+  });
 }
 
 export async function sendReport(deps: Deps, key: JobKey, report: Report, record?: JobRecord): Promise<ReportResult> {
@@ -73,22 +89,44 @@ export async function sendReport(deps: Deps, key: JobKey, report: Report, record
   const safe: Report =
     report.error_message === undefined ? report : { ...report, error_message: sanitizeMessage(report.error_message) };
   const won = await deps.ledger.claim(key, 'reported', factOf(safe, new Date(deps.now()).toISOString()));
-  if (!won) return { kind: 'already-reported' };
+  if (!won) return settleClaimedReport(deps, key, await deps.ledger.read(key));
   return send(deps, safe);
 }
 
 /**
- * A report was claimed by some delivery. If the claim is fresh its owner is still on it.
- * If it is old and the item is still processing under us, the report never landed: send
- * it again, exactly as claimed.
+ * A report was claimed by some delivery. If the item has left processing, it landed. If not
+ * and the claim is fresh, its owner may still be sending: look again later. If the claim is
+ * older than any send can take, the report never landed: send it again, exactly as claimed.
  */
 export async function settleClaimedReport(deps: Deps, key: JobKey, record: JobRecord): Promise<ReportResult> {
   const claim = record.reported;
   if (!claim) return { kind: 'already-reported' };
-  const age = deps.now() - Date.parse(claim.at);
-  if (!(age >= REPORT_SETTLE_MS)) return { kind: 'already-reported' };
   const lease = await deps.app.heartbeat(key.itemId, deps.config.leaseDurationSeconds);
   if (lease.kind === 'lost') return { kind: 'already-reported' };
+  const age = deps.now() - Date.parse(claim.at);
+  const settleMs = reportSettleMs(deps.timeouts);
+  if (!(age >= settleMs)) {
+    return { kind: 'unconfirmed', retryAfterSeconds: Math.max(1, Math.ceil((settleMs - (age || 0)) / 1000)) };
+  }
   deps.log.warn({ item_id: key.itemId }, 'an earlier report never landed: sending it again');
   return send(deps, reportOf(key.itemId, claim));
+}
+
+/**
+ * The step outcome for a report result. `onReported` is what a fresh report means for the
+ * step (a `failed` report ends the message for good: 489; a `completed` one is plain done).
+ */
+export function outcomeOfReport(result: ReportResult, onReported: StepOutcome): StepOutcome {
+  switch (result.kind) {
+    case 'reported':
+      return onReported;
+    case 'already-reported':
+      return { kind: 'done', detail: 'already reported' };
+    case 'unconfirmed':
+      return { kind: 'retry', detail: 'an earlier report is not confirmed yet', retryAfterSeconds: result.retryAfterSeconds };
+    case 'lease-lost':
+      return { kind: 'done', detail: 'lease lost: nothing reported' };
+    case 'refused-after-upload':
+      return { kind: 'done', detail: 'video already uploaded: not reporting failed' };
+  }
 }

@@ -9,7 +9,7 @@ import { MODEL_SPECS, resolveProvider } from '../decide/models.js';
 import { nextPollDelaySeconds } from '../decide/poll-schedule.js';
 import { preparePrompt } from '../decide/prompt.js';
 import { chooseRatio } from '../decide/ratio.js';
-import { TIMEOUTS_MS, type Deps } from '../deps.js';
+import type { Deps } from '../deps.js';
 import { PermanentError, UpstreamError } from '../errors.js';
 import type { JobKey, JobRecord } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
@@ -36,11 +36,37 @@ export type SubmitOutcome =
   | { readonly kind: 'failed'; readonly itemId: string; readonly detail: string }
   | { readonly kind: 'skipped'; readonly itemId: string | undefined; readonly detail: string };
 
+/** Transient failures before a Runway task, in a row, after which the item is reported failed. */
+export const MAX_TRANSIENT_FAILURES = 3;
+
+export interface AttemptChoice {
+  readonly attempt: number;
+  /** The attempt is still open (a task or an upload may be waiting to be picked up). */
+  readonly open: JobRecord | undefined;
+  /** Transient failures in a row of the attempts right before this one. */
+  readonly transientFailures: number;
+}
+
 /** Which attempt a fresh lease belongs to: the open one, or the next after a closed one. */
-export function attemptFor(latest: JobRecord | undefined): { attempt: number; open: JobRecord | undefined } {
-  if (!latest) return { attempt: 1, open: undefined };
-  if (latest.reported || latest.abandoned) return { attempt: latest.attempt + 1, open: undefined };
-  return { attempt: latest.attempt, open: latest };
+export function attemptFor(latest: JobRecord | undefined): AttemptChoice {
+  if (!latest) return { attempt: 1, open: undefined, transientFailures: 0 };
+  if (latest.reported || latest.abandoned) {
+    const transientFailures = latest.reported ? 0 : (latest.abandoned?.transient_failures ?? 0);
+    return { attempt: latest.attempt + 1, open: undefined, transientFailures };
+  }
+  return { attempt: latest.attempt, open: latest, transientFailures: 0 };
+}
+
+/**
+ * Something outside failed before any Runway task existed: give the item back for a later
+ * run, unless that has happened too often in a row (a photo URL that always hangs, say).
+ */
+async function giveBackOrFail(deps: Deps, key: JobKey, prior: number, message: string, why: string): Promise<SubmitOutcome> {
+  const failures = prior + 1;
+  if (failures >= MAX_TRANSIENT_FAILURES) return reportFailed(deps, key, message);
+  await abandonJob(deps, key, undefined, why, failures);
+  await releaseLease(deps, key.itemId, why);
+  return { kind: 'released', itemId: key.itemId, detail: message, stopLeasing: false };
 }
 
 export function pollDedupId(job: Pick<Job, 'item_id' | 'attempt' | 'polls'>): string {
@@ -165,7 +191,7 @@ export async function submitTask(deps: Deps, task: LeasedTask): Promise<SubmitOu
   if (provider.warning) log.warn({ provider: task.inference_provider }, provider.warning);
   const model = provider.model;
 
-  const { attempt, open } = attemptFor(await deps.ledger.latest(itemId));
+  const { attempt, open, transientFailures } = attemptFor(await deps.ledger.latest(itemId));
   const key: JobKey = { itemId, attempt };
   if (open) {
     const resumed = await resume(deps, key, open);
@@ -182,7 +208,7 @@ export async function submitTask(deps: Deps, task: LeasedTask): Promise<SubmitOu
         ? new PermanentError('photo', 'photo: not found (the app could not sign a download URL)', { cause: error })
         : error;
     });
-    const photo = await downloadPhoto(url, { timeoutMs: TIMEOUTS_MS.photo });
+    const photo = await downloadPhoto(url, { timeoutMs: deps.timeouts.photoMs });
     const image = readImageInfo(photo);
     const duration = chooseDuration(model, task.frame_num);
     const ratio = chooseRatio(model, image.displayWidth, image.displayHeight);
@@ -196,18 +222,15 @@ export async function submitTask(deps: Deps, task: LeasedTask): Promise<SubmitOu
     try {
       created = await deps.runway.createTask(body);
     } catch (error) {
-      return await handleCreateError(deps, key, error);
+      return await handleCreateError(deps, key, error, transientFailures);
     }
     return await recordAndPoll(deps, key, { id: created.id, model, duration: duration.seconds, ratio });
   } catch (error) {
     if (error instanceof PermanentError || (error instanceof UpstreamError && !error.retryable)) {
       return reportFailed(deps, key, failureMessageOf(error));
     }
-    // Transient (photo download, presign after retries): give the item back for a later run.
-    log.warn({ err: describeError(error) }, 'transient failure before the Runway task: releasing');
-    await abandonJob(deps, key, undefined, `transient: ${failureMessageOf(error)}`);
-    await releaseLease(deps, itemId, 'transient failure');
-    return { kind: 'released', itemId, detail: failureMessageOf(error), stopLeasing: false };
+    log.warn({ err: describeError(error) }, 'transient failure before the Runway task');
+    return giveBackOrFail(deps, key, transientFailures, failureMessageOf(error), 'transient failure before the Runway task');
   }
 }
 
@@ -250,7 +273,7 @@ async function recordAndPoll(
   return { kind: 'submitted', itemId: key.itemId, job };
 }
 
-async function handleCreateError(deps: Deps, key: JobKey, error: unknown): Promise<SubmitOutcome> {
+async function handleCreateError(deps: Deps, key: JobKey, error: unknown, transientFailures: number): Promise<SubmitOutcome> {
   if (error instanceof UpstreamError && error.code === 'daily-cap') {
     // Not the item's fault: give it back and stop leasing for this run (design §2).
     await abandonJob(deps, key, undefined, 'runway daily cap');
@@ -259,9 +282,7 @@ async function handleCreateError(deps: Deps, key: JobKey, error: unknown): Promi
   }
   if (error instanceof UpstreamError && error.status !== undefined && error.retryable) {
     // Runway answered 5xx: no task was made. Close this attempt and let a later run try again.
-    await abandonJob(deps, key, undefined, `runway create answered ${error.status}`);
-    await releaseLease(deps, key.itemId, 'runway unavailable');
-    return { kind: 'released', itemId: key.itemId, detail: failureMessageOf(error), stopLeasing: false };
+    return giveBackOrFail(deps, key, transientFailures, failureMessageOf(error), `runway create answered ${error.status}`);
   }
   if (error instanceof UpstreamError && error.status === undefined) {
     // No answer: a task may exist and be billed. Never create blindly again (contract §2.4).

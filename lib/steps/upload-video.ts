@@ -1,13 +1,13 @@
 import { deduplicationId } from '../clients/queue.js';
 import { interpretUploadAnswer, openOutput, putStream, type UploadVerdict } from '../clients/media-transfer.js';
-import { TIMEOUTS_MS, type Deps } from '../deps.js';
+import type { Deps } from '../deps.js';
 import { PermanentError, UpstreamError, isRetryable } from '../errors.js';
 import type { JobKey, JobRecord } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
 import { abandonJob } from './lease-ops.js';
 import type { Delivery, Job, UploadMessage } from './messages.js';
-import { sendReport, settleClaimedReport, type ReportResult } from './report.js';
+import { outcomeOfReport, sendReport, settleClaimedReport } from './report.js';
 import { failureMessageOf } from './submit-task.js';
 
 /**
@@ -33,11 +33,11 @@ async function freshOutputUrl(deps: Deps, job: Job): Promise<string> {
 async function openFreshOutput(deps: Deps, job: Job, known: string | undefined, signal: AbortSignal) {
   const first = await outputUrlFor(deps, job, known);
   try {
-    return await openOutput(first, TIMEOUTS_MS.upload, signal);
+    return await openOutput(first, deps.timeouts.uploadMs, signal);
   } catch (error) {
     if (!(error instanceof UpstreamError && error.code === 'expired')) throw error;
     deps.log.info({ item_id: job.item_id, runway_task_id: job.runway_task_id }, 'output URL expired: fetching a fresh one');
-    return openOutput(await freshOutputUrl(deps, job), TIMEOUTS_MS.upload, signal);
+    return openOutput(await freshOutputUrl(deps, job), deps.timeouts.uploadMs, signal);
   }
 }
 
@@ -49,7 +49,7 @@ async function uploadOnce(deps: Deps, job: Job, outputUrl: string | undefined): 
   try {
     const answer = await putStream(target.url, source.body, {
       contentLength: source.length,
-      timeoutMs: TIMEOUTS_MS.upload,
+      timeoutMs: deps.timeouts.uploadMs,
       signal: controller.signal,
     });
     const verdict = interpretUploadAnswer(answer.status, answer.body);
@@ -62,19 +62,6 @@ async function uploadOnce(deps: Deps, job: Job, outputUrl: string | undefined): 
   }
 }
 
-function reportToOutcome(result: ReportResult, what: string): StepOutcome {
-  switch (result.kind) {
-    case 'reported':
-      return { kind: 'done', detail: what };
-    case 'already-reported':
-      return { kind: 'done', detail: 'already reported' };
-    case 'lease-lost':
-      return { kind: 'done', detail: 'lease lost before the report' };
-    case 'refused-after-upload':
-      return { kind: 'done', detail: 'video uploaded: failed not reported' };
-  }
-}
-
 async function reportCompleted(deps: Deps, key: JobKey, job: Job, storagePath: string, record?: JobRecord): Promise<StepOutcome> {
   const result = await sendReport(
     deps,
@@ -82,7 +69,7 @@ async function reportCompleted(deps: Deps, key: JobKey, job: Job, storagePath: s
     { item_id: job.item_id, status: 'completed', video_storage_path: storagePath, veo_operation_id: job.runway_task_id },
     record,
   );
-  return reportToOutcome(result, `completed: ${storagePath}`);
+  return outcomeOfReport(result, { kind: 'done', detail: `completed: ${storagePath}` });
 }
 
 export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: Delivery): Promise<StepOutcome> {
@@ -92,10 +79,7 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
 
   const record = await deps.ledger.read(key);
   if (record.abandoned) return { kind: 'done', detail: 'job abandoned: nothing to do' };
-  if (record.reported) {
-    const settled = await settleClaimedReport(deps, key, record);
-    return { kind: 'done', detail: `already reported (${settled.kind})` };
-  }
+  if (record.reported) return outcomeOfReport(await settleClaimedReport(deps, key, record), { kind: 'done', detail: 'report re-sent' });
 
   try {
     if (record.uploaded) return await reportCompleted(deps, key, job, record.uploaded.storage_path, record);
@@ -154,6 +138,6 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
       { item_id: job.item_id, status: 'failed', error_message: failure, veo_operation_id: job.runway_task_id },
       current,
     );
-    return result.kind === 'reported' ? { kind: 'stop', detail: `reported failed: ${failure}` } : reportToOutcome(result, failure);
+    return outcomeOfReport(result, { kind: 'stop', detail: `reported failed: ${failure}` });
   }
 }

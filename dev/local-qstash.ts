@@ -69,6 +69,12 @@ async function handleRequest(
   token: string,
 ): Promise<void> {
   const path = req.url ?? '/';
+  if (path === '/v2/schedules' && req.method === 'GET') {
+    // No schedules here; answering lets a token check (`client.schedules.list()`) succeed.
+    if (req.headers.authorization !== `Bearer ${token}`) sendJson(res, 401, { error: 'Unauthorized' });
+    else sendJson(res, 200, []);
+    return;
+  }
   if (!path.startsWith(PUBLISH_PATH_PREFIX)) {
     sendJson(res, 404, { error: `local QStash serves only POST ${PUBLISH_PATH_PREFIX}<destination>` });
     return;

@@ -100,6 +100,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
       polls: next.polls,
       minSeconds: deps.config.runwayPollMinSeconds,
       maxSeconds: deps.config.runwayPollMaxSeconds,
+      timeoutSeconds: deps.config.runwayTimeoutSeconds,
     });
     await publishPoll(deps, next, delay);
     return { kind: 'done', detail: `${task.status}: next look in ${delay} s`, data: { status: task.status, next_poll_seconds: delay } };

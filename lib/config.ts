@@ -50,6 +50,7 @@ const envSchema = z
     WORKER_BASE_URL: optionalUrl(),
     VERCEL_PROJECT_PRODUCTION_URL: optionalText(),
     VERCEL: optionalText(),
+    VERCEL_AUTOMATION_BYPASS_SECRET: optionalText(),
     CRON_SECRET: optionalText(),
     BLOB_READ_WRITE_TOKEN: optionalText(),
     LEDGER_DIR: optionalText().transform((v) => v ?? '.data/ledger'),
@@ -87,6 +88,8 @@ export interface Config {
   readonly blobToken: string | undefined;
   readonly ledgerDir: string;
   readonly onVercel: boolean;
+  /** Forwarded to QStash so its calls pass Vercel Deployment Protection (set by Vercel when enabled). */
+  readonly protectionBypassSecret: string | undefined;
   readonly port: number;
   readonly localCronSeconds: number;
   readonly logLevel: string;
@@ -155,6 +158,7 @@ export function parseConfig(env: Env): Config {
     blobToken: e.BLOB_READ_WRITE_TOKEN,
     ledgerDir: e.LEDGER_DIR,
     onVercel: e.VERCEL === '1',
+    protectionBypassSecret: e.VERCEL_AUTOMATION_BYPASS_SECRET,
     port: e.PORT,
     localCronSeconds: e.LOCAL_CRON_SECONDS,
     logLevel: e.LOG_LEVEL,
@@ -171,5 +175,6 @@ export function secretsOf(config: Config): string[] {
     config.qstashNextSigningKey,
     config.cronSecret,
     config.blobToken,
+    config.protectionBypassSecret,
   ].filter((s): s is string => typeof s === 'string' && s.length >= 4);
 }

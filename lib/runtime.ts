@@ -32,6 +32,7 @@ export function createDeps(
       currentSigningKey: config.qstashCurrentSigningKey,
       nextSigningKey: config.qstashNextSigningKey,
       workerBaseUrl: config.workerBaseUrl,
+      protectionBypassSecret: config.protectionBypassSecret,
     }),
     ledger: createLedger({ ledgerDir: config.ledgerDir, ...(config.blobToken ? { blobToken: config.blobToken } : {}) }),
   };

@@ -15,6 +15,8 @@ export interface QueueOptions {
   readonly nextSigningKey: string;
   /** Public base URL QStash calls back (no trailing slash). */
   readonly workerBaseUrl: string;
+  /** Sent along as `x-vercel-protection-bypass` so protected deployments accept QStash's calls. */
+  readonly protectionBypassSecret?: string | undefined;
 }
 
 export type StepPath = '/api/cron-poll' | '/api/runway-callback' | '/api/step-upload';
@@ -68,7 +70,10 @@ export function createQueue(options: QueueOptions): Queue {
           delay: Math.max(0, Math.round(request.delaySeconds)),
           deduplicationId: request.deduplicationId,
           retries: QSTASH_RETRIES,
-          ...(request.headers ? { headers: request.headers } : {}),
+          headers: {
+            ...request.headers,
+            ...(options.protectionBypassSecret ? { 'x-vercel-protection-bypass': options.protectionBypassSecret } : {}),
+          },
         });
         const deduplicated = 'deduplicated' in answer && answer.deduplicated === true;
         return { messageId: 'messageId' in answer ? answer.messageId : '', deduplicated };

@@ -115,7 +115,8 @@ export async function runCronPoll(
   const stop: StopReason = limit === 0 ? 'cap' : (stopped ?? 'cap');
 
   let drainScheduled = false;
-  if (stop === 'cap' && limit > 0) {
+  // A run limited by hand (`?limit=N`) leases at most N: only a run at the configured cap drains on.
+  if (stop === 'cap' && limit > 0 && options.limit === undefined) {
     try {
       const published = await deps.queue.publish({
         path: '/api/cron-poll',

@@ -19,6 +19,8 @@ import { mintQStashJwt } from './qstash-jwt.js';
  * every service received.
  */
 
+export { DEMO_KEYS, DEV_QSTASH };
+
 export const CRON_SECRET = 'test-cron-secret-5c1d0b7e';
 export const WORKER_ID = 'runway-worker';
 export const WORKER_AUTH = `Worker ${DEMO_KEYS.worker}`;
@@ -221,8 +223,6 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
 export async function closeHarnesses(): Promise<void> {
   await Promise.all([...open].map((harness) => harness.close()));
 }
-
-export { DEMO_KEYS, DEV_QSTASH };
 
 /** A queue item with one of the sandbox's fixture photos, under fresh ids. */
 export function seedItem(photo: FixturePhoto, overrides: Partial<Omit<SeedItem, 'photo'>> = {}): SeedItem {

@@ -9,16 +9,12 @@ export const SCRIPTED_FAULT_RATE = 0.5;
 export interface ScriptedRng {
   readonly rng: () => number;
   fireNext(times?: number): void;
-  /** Draws made so far. */
-  draws(): number;
 }
 
 export function scriptedRng(): ScriptedRng {
   let pending = 0;
-  let draws = 0;
   return {
     rng: () => {
-      draws += 1;
       if (pending > 0) {
         pending -= 1;
         return 0;
@@ -28,6 +24,5 @@ export function scriptedRng(): ScriptedRng {
     fireNext(times = 1) {
       pending += times;
     },
-    draws: () => draws,
   };
 }

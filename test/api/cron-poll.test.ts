@@ -293,7 +293,8 @@ describe('cron-poll with three photos queued', () => {
 
     const summary = await cronSummary(harness, '?limit=1');
 
-    expect(summary).toMatchObject({ leased: 1, submitted: 1 });
+    expect(summary).toMatchObject({ leased: 1, submitted: 1, drain_scheduled: false });
+    expect(harness.messages('/api/cron-poll')).toEqual([]);
     expect(harness.appCalls('next-task')).toHaveLength(1);
     expect(creates(harness)).toHaveLength(1);
     const statuses = harness.sandbox.app.items().map((item) => item.status);

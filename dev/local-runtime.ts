@@ -55,6 +55,8 @@ export interface LocalRuntimeOptions {
   /** Embedded QStash: delays are multiplied by this (1 = real time). */
   readonly qstashTimeScale?: number;
   readonly qstashFaults?: LocalQStashFaults;
+  /** Demo only: keep the ledger in this Vercel Blob store (the loopback Blob fake in tests). */
+  readonly ledgerBlobToken?: string;
   /** Bounds on outside calls (tests and chaos runs shorten them). */
   readonly timeouts?: Partial<Timeouts>;
   /** Start the cron ticker (default true). */
@@ -132,8 +134,9 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
             WORKER_API_KEY: DEMO_KEYS.worker,
             RUNWAY_API_KEY: DEMO_KEYS.runway,
             RUNWAY_API_URL: sandbox.runwayApiUrl,
-            // The demo never touches real services: its ledger is a local directory.
-            BLOB_READ_WRITE_TOKEN: undefined,
+            // The demo never touches real services: its ledger is a local directory
+            // (or, in tests, the loopback Blob fake).
+            BLOB_READ_WRITE_TOKEN: options.ledgerBlobToken,
             LEDGER_DIR: path.join(dataDir, 'ledger'),
           }
         : {}),

@@ -11,8 +11,12 @@ import { submitTask, type SubmitOutcome } from './submit-task.js';
 
 export const LEASE_CONCURRENCY = 3;
 export const DRAIN_DELAY_SECONDS = 5;
-/** Stop leasing new tasks after this long, well inside the function's maxDuration. */
-export const CRON_BUDGET_MS = 50_000;
+/**
+ * Stop leasing new tasks after this long. A task already leased can still take a few
+ * bounded calls (presign, photo, create: about 100 s at worst), all inside the function's
+ * 300 s maxDuration (vercel.json).
+ */
+export const CRON_BUDGET_MS = 180_000;
 
 export type StopReason = 'idle' | 'cap' | 'budget' | 'not-ours' | 'daily-cap' | 'app-error';
 

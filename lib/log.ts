@@ -3,15 +3,19 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 export type { Logger };
 
 const TOKEN_QUERY = /([?&](?:token|X-Amz-Signature|X-Amz-Credential|sig|signature)=)[^&\s"'\\]+/gi;
-const AUTH_VALUE = /\b(Bearer|Worker)\s+[A-Za-z0-9._~+/=-]{8,}/g;
+const AUTH_VALUE = /\b(Bearer|Worker)\s+(?=[\w.~+/=-]*[\d_.~+/=-])[\w.~+/=-]{8,}/gi;
 const JWT = /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g;
 
 /** Removes known secrets, signed-URL tokens, auth header values and JWTs from a text. */
 export function redactText(text: string, secrets: readonly string[]): string {
   let out = text;
-  for (const secret of secrets) {
-    if (secret.length >= 4) out = out.split(secret).join('[redacted]');
-  }
+  // Longest first, so a secret that starts another cannot leave the other's tail behind;
+  // each also in its JSON-escaped form, as it appears inside a serialised log line.
+  const forms = secrets
+    .filter((secret) => secret.length >= 4)
+    .flatMap((secret) => [secret, JSON.stringify(secret).slice(1, -1)])
+    .sort((a, b) => b.length - a.length);
+  for (const form of new Set(forms)) out = out.split(form).join('[redacted]');
   return out
     .replace(TOKEN_QUERY, '$1[redacted]')
     .replace(AUTH_VALUE, '$1 [redacted]')

@@ -21,13 +21,15 @@ const envelope = z.object({ success: z.boolean(), data: z.unknown().optional(), 
 /** Lenient on purpose: a task that breaks these rules is reported, not dropped (see submit-task). */
 export const leasedTaskSchema = z.object({
   item_id: z.string().min(1),
-  group_id: z.string().optional(),
-  photo_id: z.string().optional(),
-  prompt: z.string().nullish(),
-  leased_until: z.string().nullish(),
-  photo_storage_path: z.string().nullish(),
+  // A field of the wrong type counts as missing, so the task is reported with a reason
+  // instead of being skipped and coming back after every lease.
+  group_id: z.string().optional().catch(undefined),
+  photo_id: z.string().optional().catch(undefined),
+  prompt: z.string().nullish().catch(undefined),
+  leased_until: z.string().nullish().catch(undefined),
+  photo_storage_path: z.string().nullish().catch(undefined),
   frame_num: z.unknown().optional(),
-  inference_provider: z.string().nullish(),
+  inference_provider: z.string().nullish().catch(undefined),
 });
 export type LeasedTask = z.infer<typeof leasedTaskSchema>;
 

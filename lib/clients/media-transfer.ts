@@ -18,7 +18,7 @@ import { assertAllowedUrl } from '../url-policy.js';
 /** App photos can be up to 20 MB (contract §2.2). */
 export const PHOTO_MAX_BYTES = 20 * 1024 * 1024;
 
-const megabytes = (bytes: number): string => `${(bytes / 1_000_000).toFixed(1)} MB`;
+const megabytes = (bytes: number): string => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 
 async function fetchWithTimeout(url: URL, service: 'photo' | 'output', timeoutMs: number, signal?: AbortSignal): Promise<Response> {
   try {
@@ -37,7 +37,7 @@ async function fetchWithTimeout(url: URL, service: 'photo' | 'output', timeoutMs
 }
 
 /** Downloads the photo with a byte cap; the timeout covers the body as well as the headers. */
-export function downloadPhoto(rawUrl: string, options: { maxBytes?: number; timeoutMs: number }): Promise<Uint8Array<ArrayBuffer>> {
+export async function downloadPhoto(rawUrl: string, options: { maxBytes?: number; timeoutMs: number }): Promise<Uint8Array<ArrayBuffer>> {
   const maxBytes = options.maxBytes ?? PHOTO_MAX_BYTES;
   const url = assertAllowedUrl(rawUrl, 'photo');
   return withRetry(async () => {
@@ -155,7 +155,13 @@ export async function putStream(
   source: Readable,
   options: { contentLength: number | undefined; timeoutMs: number; signal: AbortSignal },
 ): Promise<{ status: number; body: string; bytes: number }> {
-  const target = assertAllowedUrl(rawTarget, 'storage');
+  let target: URL;
+  try {
+    target = assertAllowedUrl(rawTarget, 'storage');
+  } catch (error) {
+    source.destroy();
+    throw error;
+  }
   const transport = target.protocol === 'https:' ? https : http;
   let bytes = 0;
   const counter = new Transform({

@@ -106,7 +106,8 @@ export async function runCronPoll(
       try {
         const outcome = await submitTask(deps, answer.task);
         items.push(itemOf(outcome));
-        if (outcome.kind === 'released' && outcome.stopLeasing) stopped ??= outcome.stopLeasing;
+        // Why leasing stopped matters more than the idle answers other leases got meanwhile.
+        if (outcome.kind === 'released' && outcome.stopLeasing) stopped = outcome.stopLeasing;
       } catch (error) {
         // The item stays leased; when the lease lapses a later run picks it up and resumes.
         log.error({ item_id: answer.task.item_id, err: describeError(error) }, 'submit failed unexpectedly');

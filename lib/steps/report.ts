@@ -3,7 +3,8 @@ import { sanitizeMessage } from '../decide/failure-message.js';
 import { reportSettleMs, type Deps } from '../deps.js';
 import { UpstreamError } from '../errors.js';
 import type { Fact, JobKey, JobRecord } from '../ledger/ledger.js';
-import { describeError } from '../log.js';
+import { describeError, redactText } from '../log.js';
+import { secretsOf } from '../config.js';
 import type { StepOutcome } from '../outcome.js';
 
 /**
@@ -87,7 +88,9 @@ export async function sendReport(deps: Deps, key: JobKey, report: Report, record
   if (report.status === 'failed' && current.uploaded) return { kind: 'refused-after-upload' };
   if (current.reported) return settleClaimedReport(deps, key, current);
   const safe: Report =
-    report.error_message === undefined ? report : { ...report, error_message: sanitizeMessage(report.error_message) };
+    report.error_message === undefined
+      ? report
+      : { ...report, error_message: sanitizeMessage(redactText(report.error_message, secretsOf(deps.config))) };
   const won = await deps.ledger.claim(key, 'reported', factOf(safe, new Date(deps.now()).toISOString()));
   if (!won) return settleClaimedReport(deps, key, await deps.ledger.read(key));
   return send(deps, safe);
@@ -101,6 +104,10 @@ export async function sendReport(deps: Deps, key: JobKey, report: Report, record
 export async function settleClaimedReport(deps: Deps, key: JobKey, record: JobRecord): Promise<ReportResult> {
   const claim = record.reported;
   if (!claim) return { kind: 'already-reported' };
+  // A newer attempt exists (an admin retry leased the item again): the heartbeat below would
+  // answer for that attempt's lease, not this one's, so this report is history.
+  const latest = await deps.ledger.latest(key.itemId);
+  if (latest && latest.attempt > key.attempt) return { kind: 'already-reported' };
   const lease = await deps.app.heartbeat(key.itemId, deps.config.leaseDurationSeconds);
   if (lease.kind === 'lost') return { kind: 'already-reported' };
   const age = deps.now() - Date.parse(claim.at);

@@ -204,9 +204,10 @@ export async function submitTask(deps: Deps, task: LeasedTask): Promise<SubmitOu
   try {
     if (!task.photo_storage_path) throw new PermanentError('task', 'task: photo_storage_path is missing');
     const { url } = await deps.app.presignDownload(task.photo_storage_path).catch((error: unknown) => {
-      throw error instanceof UpstreamError
-        ? new PermanentError('photo', 'photo: not found (the app could not sign a download URL)', { cause: error })
-        : error;
+      // The app answers 500 "Failed to generate download URL" for a missing object (contract
+      // §1.2); other statuses and lost answers are an outage, to be tried again later.
+      const missing = error instanceof UpstreamError && (error.status === 400 || error.status === 404 || error.status === 500);
+      throw missing ? new PermanentError('photo', 'photo: not found (the app could not sign a download URL)', { cause: error }) : error;
     });
     const photo = await downloadPhoto(url, { timeoutMs: deps.timeouts.photoMs });
     const image = readImageInfo(photo);

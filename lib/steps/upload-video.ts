@@ -1,5 +1,6 @@
 import { interpretUploadAnswer, openOutput, putStream, type UploadVerdict } from '../clients/media-transfer.js';
 import type { Deps } from '../deps.js';
+import { assertAllowedUrl } from '../url-policy.js';
 import { PermanentError, UpstreamError, isRetryable } from '../errors.js';
 import type { JobKey, JobRecord } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
@@ -54,6 +55,8 @@ async function uploadOnce(deps: Deps, job: Job, outputUrl: string | undefined): 
     }
     throw error;
   });
+  // Refuse a bad upload URL before a download is opened that nobody would read.
+  assertAllowedUrl(target.url, 'storage');
   const controller = new AbortController();
   const source = await openFreshOutput(deps, job, outputUrl, controller.signal);
   try {
@@ -68,6 +71,7 @@ async function uploadOnce(deps: Deps, job: Job, outputUrl: string | undefined): 
     }
     return { verdict, storagePath: target.storagePath, bytes: answer.bytes };
   } finally {
+    source.body.destroy();
     controller.abort();
   }
 }

@@ -1,0 +1,23 @@
+/**
+ * Runs `work` while keeping any uncaught exception for the test to inspect, instead of
+ * letting it reach the test runner (or, in production, end the process). Exceptions that
+ * surface a little after `work` settles (stream errors emitted on a later tick) are
+ * collected for `settleMs` more.
+ */
+export async function collectUncaught<T>(work: () => Promise<T>, settleMs = 200): Promise<{ result: T; uncaught: unknown[] }> {
+  const uncaught: unknown[] = [];
+  const keep = (error: unknown): void => {
+    uncaught.push(error);
+  };
+  const runnerListeners = process.listeners('uncaughtException');
+  process.removeAllListeners('uncaughtException');
+  process.on('uncaughtException', keep);
+  try {
+    const result = await work();
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    return { result, uncaught };
+  } finally {
+    process.off('uncaughtException', keep);
+    for (const listener of runnerListeners) process.on('uncaughtException', listener);
+  }
+}

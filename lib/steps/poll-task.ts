@@ -9,7 +9,7 @@ import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
 import { abandonJob } from './lease-ops.js';
 import type { Delivery, Job, PollMessage } from './messages.js';
-import { outcomeOfReport, sendReport, settleClaimedReport, type ReportResult } from './report.js';
+import { answerIfClosed, outcomeOfReport, sendReport, type ReportResult } from './report.js';
 import { failureMessageOf, publishPoll } from './submit-task.js';
 
 /**
@@ -45,8 +45,8 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
   const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'poll' });
 
   const record = await deps.ledger.read(key);
-  if (record.abandoned) return { kind: 'done', detail: 'job abandoned: nothing to do' };
-  if (record.reported) return outcomeOfReport(await settleClaimedReport(deps, key, record), { kind: 'done', detail: 'report re-sent' });
+  const closed = await answerIfClosed(deps, key, record);
+  if (closed) return closed;
   if (record.uploaded) {
     return handOverToUpload(deps, job, { id: job.runway_task_id, status: 'SUCCEEDED' });
   }

@@ -137,3 +137,13 @@ export function outcomeOfReport(result: ReportResult, onReported: StepOutcome): 
       return { kind: 'done', detail: 'video already uploaded: not reporting failed' };
   }
 }
+
+/**
+ * A delivery for an attempt that is already closed (abandoned, or its report claimed) does
+ * nothing but make sure a claimed report lands. Undefined while the attempt is open.
+ */
+export async function answerIfClosed(deps: Deps, key: JobKey, record: JobRecord): Promise<StepOutcome | undefined> {
+  if (record.abandoned) return { kind: 'done', detail: 'job abandoned: nothing to do' };
+  if (record.reported) return outcomeOfReport(await settleClaimedReport(deps, key, record), { kind: 'done', detail: 'report re-sent' });
+  return undefined;
+}

@@ -7,7 +7,7 @@ import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
 import { abandonJob } from './lease-ops.js';
 import type { Delivery, Job, UploadMessage } from './messages.js';
-import { outcomeOfReport, sendReport, settleClaimedReport } from './report.js';
+import { answerIfClosed, outcomeOfReport, sendReport } from './report.js';
 import { failureMessageOf } from './submit-task.js';
 
 /**
@@ -92,8 +92,8 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
   const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'upload' });
 
   const record = await deps.ledger.read(key);
-  if (record.abandoned) return { kind: 'done', detail: 'job abandoned: nothing to do' };
-  if (record.reported) return outcomeOfReport(await settleClaimedReport(deps, key, record), { kind: 'done', detail: 'report re-sent' });
+  const closed = await answerIfClosed(deps, key, record);
+  if (closed) return closed;
 
   try {
     if (record.uploaded) return await reportCompleted(deps, key, job, record.uploaded.storage_path, record);

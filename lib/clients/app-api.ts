@@ -118,6 +118,10 @@ export function createAppApi(options: AppApiOptions): AppApi {
     presignDownload(storagePath) {
       return withRetry(async () => {
         const answer = await post('presign', { operation: 'download', storage_path: storagePath });
+        // A missing photo is a 500 with this text (contract §1.2); any other 500 is an outage.
+        if (answer.status === 500 && errorText(answer) === 'Failed to generate download URL') {
+          throw new UpstreamError('app', 'app: no photo to sign a download URL for', { status: 500, retryable: true, code: 'not-found' });
+        }
         return { url: dataOf('presign download', answer, downloadSchema).url };
       }, IDEMPOTENT_RETRY);
     },

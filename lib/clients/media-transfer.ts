@@ -42,14 +42,7 @@ export async function downloadPhoto(rawUrl: string, options: { maxBytes?: number
   const url = assertAllowedUrl(rawUrl, 'photo');
   return withRetry(async () => {
     const response = await fetchWithTimeout(url, 'photo', options.timeoutMs);
-    if (!response.ok) {
-      await response.body?.cancel();
-      const missing = response.status === 400 || response.status === 403 || response.status === 404;
-      throw new UpstreamError('photo', missing ? 'photo: not found in storage' : `photo: download answered ${response.status}`, {
-        status: response.status,
-        retryable: !missing,
-      });
-    }
+    if (!response.ok) throw photoDownloadError(response.status, await response.text().catch(() => ''));
     const declared = Number(response.headers.get('content-length') ?? NaN);
     if (Number.isFinite(declared) && declared > maxBytes) {
       await response.body?.cancel();
@@ -92,28 +85,50 @@ export type UploadVerdict =
   | { readonly kind: 'too-large' }
   | { readonly kind: 'error'; readonly retryable: boolean; readonly detail: string };
 
-const supabaseError = z.looseObject({
+const supabaseErrorSchema = z.looseObject({
   statusCode: z.union([z.string(), z.number()]).optional(),
   error: z.string().optional(),
   message: z.string().optional(),
 });
 
-export function interpretUploadAnswer(status: number, bodyText: string): UploadVerdict {
+/** Supabase Storage's error body: the real code is `statusCode` in the body, not the HTTP status. */
+export function supabaseErrorOf(bodyText: string): { code: string; name: string; message: string } {
   let body: unknown;
   try {
     body = JSON.parse(bodyText);
   } catch {
     body = undefined;
   }
-  const parsed = supabaseError.safeParse(body);
-  const code = parsed.success ? String(parsed.data.statusCode ?? '') : '';
-  const name = parsed.success ? (parsed.data.error ?? '') : '';
+  const parsed = supabaseErrorSchema.safeParse(body);
+  if (!parsed.success) return { code: '', name: '', message: '' };
+  return { code: String(parsed.data.statusCode ?? ''), name: parsed.data.error ?? '', message: parsed.data.message ?? '' };
+}
+
+/**
+ * A refused photo download. Only "not found" means the photo is missing; an expired token
+ * or an outage is transient (the next lease presigns a fresh URL).
+ */
+export function photoDownloadError(status: number, bodyText: string): UpstreamError {
+  const { code, name } = supabaseErrorOf(bodyText);
+  if (status === 404 || code === '404' || /^not_?found$/i.test(name)) {
+    return new UpstreamError('photo', 'photo: not found in storage', { status, retryable: false, code: 'not-found' });
+  }
+  if (name === 'InvalidJWT') {
+    return new UpstreamError('photo', 'photo: download token expired', { status, retryable: true, code: 'expired' });
+  }
+  const detail = [code && `statusCode ${code}`, name].filter(Boolean).join(' ');
+  return new UpstreamError('photo', `photo: download answered ${status}${detail ? ` (${detail})` : ''}`, {
+    status,
+    retryable: status >= 500 || status === 408 || status === 429,
+  });
+}
+
+export function interpretUploadAnswer(status: number, bodyText: string): UploadVerdict {
+  const { code, name, message } = supabaseErrorOf(bodyText);
   if (status >= 200 && status < 300 && code === '') return { kind: 'stored' };
   if (code === '409' || name === 'Duplicate') return { kind: 'duplicate' };
   if (code === '413' || status === 413) return { kind: 'too-large' };
-  if (name === 'InvalidJWT' || (code === '400' && /exp|jwt|token/i.test(parsed.success ? (parsed.data.message ?? '') : ''))) {
-    return { kind: 'expired-token' };
-  }
+  if (name === 'InvalidJWT' || (code === '400' && /exp|jwt|token/i.test(message))) return { kind: 'expired-token' };
   const detail = [code && `statusCode ${code}`, name].filter(Boolean).join(' ') || `HTTP ${status}`;
   const retryable = status >= 500 || status === 429 || status === 408 || code.startsWith('5');
   return { kind: 'error', retryable, detail };

@@ -1,6 +1,6 @@
 import type { Report } from '../clients/app-api.js';
 import { sanitizeMessage } from '../decide/failure-message.js';
-import { reportSettleMs, type Deps } from '../deps.js';
+import { REPORT_SENDS, reportSettleMs, type Deps } from '../deps.js';
 import { UpstreamError } from '../errors.js';
 import type { Fact, JobKey, JobRecord } from '../ledger/ledger.js';
 import { describeError, redactText } from '../log.js';
@@ -13,9 +13,6 @@ import type { StepOutcome } from '../outcome.js';
  * When an answer is lost, a heartbeat tells whether the report took effect: 404 once the
  * item has left `processing`, 200 while it is still ours to report.
  */
-
-/** In-process sends of one claimed report, each checked by a heartbeat before the next. */
-const REPORT_SENDS = 3;
 
 export type ReportResult =
   | { readonly kind: 'reported' }
@@ -108,15 +105,39 @@ export async function settleClaimedReport(deps: Deps, key: JobKey, record: JobRe
   // answer for that attempt's lease, not this one's, so this report is history.
   const latest = await deps.ledger.latest(key.itemId);
   if (latest && latest.attempt > key.attempt) return { kind: 'already-reported' };
-  const lease = await deps.app.heartbeat(key.itemId, deps.config.leaseDurationSeconds);
-  if (lease.kind === 'lost') return { kind: 'already-reported' };
-  const age = deps.now() - Date.parse(claim.at);
   const settleMs = reportSettleMs(deps.timeouts);
-  if (!(age >= settleMs)) {
-    return { kind: 'unconfirmed', retryAfterSeconds: Math.max(1, Math.ceil((settleMs - (age || 0)) / 1000)) };
+  const unconfirmed = (waitMs: number): ReportResult => ({
+    kind: 'unconfirmed',
+    retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)),
+  });
+  let lease;
+  try {
+    lease = await deps.app.heartbeat(key.itemId, deps.config.leaseDurationSeconds);
+  } catch {
+    return unconfirmed(settleMs);
   }
-  deps.log.warn({ item_id: key.itemId }, 'an earlier report never landed: sending it again');
+  if (lease.kind === 'lost') return { kind: 'already-reported' };
+  // Each re-send is claimed too, one round after another (create-if-absent): two deliveries
+  // that both find the report unconfirmed must not both send it, and a round starts only
+  // once the sender before it can no longer be sending.
+  const rounds = resendRoundsOf(key);
+  const previous = await deps.ledger.latest(rounds);
+  const age = deps.now() - Date.parse(previous?.submitting?.at ?? claim.at);
+  if (!(age >= settleMs)) return unconfirmed(settleMs - (age || 0));
+  const round = (previous?.attempt ?? 0) + 1;
+  if (!(await deps.ledger.claim({ itemId: rounds, attempt: round }, 'submitting', { at: new Date(deps.now()).toISOString() }))) {
+    return unconfirmed(settleMs);
+  }
+  deps.log.warn({ item_id: key.itemId, round }, 'an earlier report never landed: sending it again');
   return send(deps, reportOf(key.itemId, claim));
+}
+
+/**
+ * Ledger entries for the re-sends of one attempt's report: round N is the `submitting` claim of
+ * "attempt" N under this pseudo item, so rounds are claimed with the ledger's own create-if-absent.
+ */
+function resendRoundsOf(key: JobKey): string {
+  return `${key.itemId}#report-${key.attempt}`;
 }
 
 /**

@@ -47,10 +47,16 @@ export interface AttemptChoice {
   readonly transientFailures: number;
 }
 
-/** Which attempt a fresh lease belongs to: the open one, or the next after a closed one. */
+/**
+ * Which attempt a fresh lease belongs to: the open one, or the next after a closed one.
+ * A `reported` fact is a claim written before the report is sent. The app never hands out a
+ * completed item again, so an item handed out with a `completed` claim is one whose report
+ * never landed: its attempt stays open (task and video reused, the claimed report sent
+ * again). A `failed` claim closes the attempt: an admin retry is how such an item comes back.
+ */
 export function attemptFor(latest: JobRecord | undefined): AttemptChoice {
   if (!latest) return { attempt: 1, open: undefined, transientFailures: 0 };
-  if (latest.reported || latest.abandoned) {
+  if (latest.abandoned || latest.reported?.status === 'failed') {
     const transientFailures = latest.reported ? 0 : (latest.abandoned?.transient_failures ?? 0);
     return { attempt: latest.attempt + 1, open: undefined, transientFailures };
   }
@@ -137,7 +143,8 @@ async function resume(deps: Deps, key: JobKey, record: JobRecord): Promise<Submi
       path: '/api/step-upload',
       body: { job },
       delaySeconds: 0,
-      deduplicationId: deduplicationId(key.itemId, key.attempt, 'upload', 'resume'),
+      // Bucketed like the poll resume: a second resume within QStash's 10-minute window must not be dropped.
+      deduplicationId: deduplicationId(key.itemId, key.attempt, 'upload', 'resume', Math.floor(now / 60_000)),
     });
     return { kind: 'resumed', itemId: key.itemId, detail: 'video already uploaded: reporting' };
   }
@@ -206,7 +213,7 @@ export async function submitTask(deps: Deps, task: LeasedTask): Promise<SubmitOu
     const { url } = await deps.app.presignDownload(task.photo_storage_path).catch((error: unknown) => {
       // The app answers 500 "Failed to generate download URL" for a missing object (contract
       // §1.2); other statuses and lost answers are an outage, to be tried again later.
-      const missing = error instanceof UpstreamError && (error.status === 400 || error.status === 404 || error.status === 500);
+      const missing = error instanceof UpstreamError && (error.code === 'not-found' || error.status === 400 || error.status === 404);
       throw missing ? new PermanentError('photo', 'photo: not found (the app could not sign a download URL)', { cause: error }) : error;
     });
     const photo = await downloadPhoto(url, { timeoutMs: deps.timeouts.photoMs });

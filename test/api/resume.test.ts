@@ -149,7 +149,7 @@ describe('cron-poll leasing an item whose video is already uploaded', () => {
 
     expect(summary.items).toEqual([{ item_id: item.item_id, outcome: 'resumed', detail: 'video already uploaded: reporting' }]);
     expect(published.map((message) => message.url)).toEqual([`${harness.url}${STEP_UPLOAD}`]);
-    expect(published[0]?.headers['upstash-deduplication-id']).toBe(`${item.item_id}-1-upload-resume`);
+    expect(published[0]?.headers['upstash-deduplication-id']).toMatch(new RegExp(`^${item.item_id}-1-upload-resume-\\d+$`));
     expect(uploadMessageSchema.parse(JSON.parse(published[0]?.body ?? ''))).toEqual({
       job: expect.objectContaining({ item_id: item.item_id, attempt: 1, runway_task_id: taskId }) as unknown,
     });

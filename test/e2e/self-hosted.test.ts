@@ -1,0 +1,116 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEV_QSTASH } from '../../dev/local-runtime.js';
+import { startLocalQStash, type LocalQStash } from '../../dev/local-qstash.js';
+import { startSandbox, type Sandbox } from '../../dev/sandbox/index.js';
+import { demoItems, seedSandbox } from '../../dev/sandbox/seed.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const WORKER_KEY = 'self-hosted-worker-key';
+const RUNWAY_KEY = 'self-hosted-runway-key';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function until(check: () => boolean, timeoutMs: number): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('npm start in self-hosted mode, against an outside app, Runway and QStash', () => {
+  let sandbox: Sandbox;
+  let qstash: LocalQStash;
+  let worker: ChildProcess;
+  let dataDir: string;
+  let output = '';
+  let exit: Promise<number | null>;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'runway-self-hosted-'));
+    sandbox = await startSandbox({
+      workerApiKey: WORKER_KEY,
+      runwayApiKey: RUNWAY_KEY,
+      dataDir: path.join(dataDir, 'services'),
+      runway: { generationMs: 500 },
+    });
+    await seedSandbox(sandbox, demoItems());
+    // An outside QStash (QSTASH_URL and QSTASH_TOKEN set): the worker publishes there.
+    qstash = await startLocalQStash({
+      token: 'outside-qstash-token',
+      currentSigningKey: DEV_QSTASH.currentSigningKey,
+      nextSigningKey: DEV_QSTASH.nextSigningKey,
+      timeScale: 0.02,
+    });
+    const port = await freePort();
+    worker = spawn(path.join(root, 'node_modules/.bin/tsx'), ['dev/start.ts'], {
+      cwd: root,
+      env: {
+        PATH: process.env.PATH,
+        NEXT_API_URL: sandbox.nextApiUrl,
+        WORKER_API_KEY: WORKER_KEY,
+        RUNWAY_API_KEY: RUNWAY_KEY,
+        RUNWAY_API_URL: sandbox.runwayApiUrl,
+        QSTASH_URL: qstash.url,
+        QSTASH_TOKEN: 'outside-qstash-token',
+        QSTASH_CURRENT_SIGNING_KEY: DEV_QSTASH.currentSigningKey,
+        QSTASH_NEXT_SIGNING_KEY: DEV_QSTASH.nextSigningKey,
+        PORT: String(port),
+        LOCAL_CRON_SECONDS: '1',
+        LEDGER_DIR: path.join(dataDir, 'ledger'),
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    worker.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    worker.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    exit = new Promise((resolve) => worker.once('exit', (code) => resolve(code)));
+    await until(() => sandbox.app.items().every((item) => item.status === 'completed' || item.status === 'failed'), 60_000);
+  }, 90_000);
+
+  afterAll(async () => {
+    if (worker.exitCode === null) worker.kill('SIGKILL');
+    await qstash.close();
+    await sandbox.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('finishes every item through the outside services', () => {
+    const statuses = sandbox.app.items().map((item) => item.status);
+    expect(statuses).toEqual(['completed', 'completed', 'failed']);
+    for (const item of sandbox.app.items()) expect(item.reports).toHaveLength(1);
+  });
+
+  it('publishes to the outside QStash, with callbacks to its own port', () => {
+    const destinations = new Set(qstash.messages().map((message) => new URL(message.url).pathname));
+    expect(destinations).toContain('/api/runway-callback');
+    expect(destinations).toContain('/api/step-upload');
+    expect(qstash.messages().every((message) => message.url.startsWith('http://127.0.0.1:'))).toBe(true);
+  });
+
+  it('keeps its ledger under LEDGER_DIR', async () => {
+    const items = await readdir(path.join(dataDir, 'ledger', 'items'));
+    expect(items.sort()).toEqual(demoItems().map((item) => item.item_id).sort());
+  });
+
+  it('stops cleanly on SIGTERM', async () => {
+    worker.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    expect(output).toMatch(/worker running on http:\/\/127\.0\.0\.1:\d+/);
+  });
+});

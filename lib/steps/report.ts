@@ -4,6 +4,7 @@ import { REPORT_SENDS, reportSettleMs, type Deps } from '../deps.js';
 import { UpstreamError } from '../errors.js';
 import type { Fact, JobKey, JobRecord } from '../ledger/ledger.js';
 import { describeError, redactText } from '../log.js';
+import { abandonJob } from './lease-ops.js';
 import { secretsOf } from '../config.js';
 import type { StepOutcome } from '../outcome.js';
 
@@ -80,6 +81,13 @@ async function send(deps: Deps, report: Report): Promise<ReportResult> {
   });
 }
 
+/** A report refused with 403/404 means the lease is lost: stop paying Runway, close the attempt. */
+async function sendOrAbandon(deps: Deps, key: JobKey, report: Report): Promise<ReportResult> {
+  const result = await send(deps, report);
+  if (result.kind === 'lease-lost') await abandonJob(deps, key, report.veo_operation_id, 'lease lost (report refused)');
+  return result;
+}
+
 export async function sendReport(deps: Deps, key: JobKey, report: Report, record?: JobRecord): Promise<ReportResult> {
   const current = record ?? (await deps.ledger.read(key));
   if (report.status === 'failed' && current.uploaded) return { kind: 'refused-after-upload' };
@@ -90,7 +98,7 @@ export async function sendReport(deps: Deps, key: JobKey, report: Report, record
       : { ...report, error_message: sanitizeMessage(redactText(report.error_message, secretsOf(deps.config))) };
   const won = await deps.ledger.claim(key, 'reported', factOf(safe, new Date(deps.now()).toISOString()));
   if (!won) return settleClaimedReport(deps, key, await deps.ledger.read(key));
-  return send(deps, safe);
+  return sendOrAbandon(deps, key, safe);
 }
 
 /**
@@ -129,7 +137,7 @@ export async function settleClaimedReport(deps: Deps, key: JobKey, record: JobRe
     return unconfirmed(settleMs);
   }
   deps.log.warn({ item_id: key.itemId, round }, 'an earlier report never landed: sending it again');
-  return send(deps, reportOf(key.itemId, claim));
+  return sendOrAbandon(deps, key, reportOf(key.itemId, claim));
 }
 
 /**

@@ -261,6 +261,27 @@ describe('runway-callback after the lease was lost', () => {
     if (how === 'taken') expect(item?.worker_id).toBe('another-worker');
   });
 
+  it('when the report of a failed task is refused with 403: marks the job abandoned and counts no attempt against the item', async () => {
+    const { harness, job } = await submitted({ photo: 'refused.jpg', sandbox: { runway: { generationMs: 300 } } });
+    await waitForTaskStatus(harness, job.runway_task_id, 'FAILED');
+    harness.sandbox.app.expireLease(job.item_id);
+    await harness.leaseAs('another-worker');
+    const mark = harness.mark();
+
+    const answer = await harness.deliver(CALLBACK, { job });
+
+    expect(answer.status).toBe(200);
+    const refused = harness.sandbox.app.reports(job.item_id);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({ httpStatus: 403, applied: false, status: 'failed' });
+    expect(harness.requests({ since: mark }).map((request) => `${request.service} ${request.method} ${request.path}`)).toContain(
+      `runway DELETE /v1/tasks/${job.runway_task_id}`,
+    );
+    const record = await harness.runtime.deps.ledger.read({ itemId: job.item_id, attempt: 1 });
+    expect(record.abandoned?.reason).toMatch(/lease lost \(report refused\)/);
+    expect(harness.sandbox.app.item(job.item_id)).toMatchObject({ status: 'processing', worker_id: 'another-worker', retry_count: 0 });
+  });
+
   it('answers 200 to a later delivery for the abandoned job without calling anyone', async () => {
     const { harness, job } = await running();
     harness.sandbox.app.adminFail(job.item_id);

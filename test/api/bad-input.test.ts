@@ -30,6 +30,7 @@ import {
   type StandInRequest,
 } from '../support/extra-stand-in.js';
 import { closeExtraWorkers, startExtraWorker, type ExtraWorker } from '../support/extra-worker.js';
+import { createBodySchema, type CreateBody } from '../support/runway-create.js';
 
 afterEach(async () => {
   await closeExtraWorkers();
@@ -46,15 +47,6 @@ const summarySchema = z.object({
   stopped: z.string(),
   items: z.array(z.object({ item_id: z.string().nullable(), outcome: z.string(), detail: z.string() })),
 });
-const createBodySchema = z.object({
-  model: z.string(),
-  promptImage: z.string(),
-  ratio: z.string(),
-  duration: z.number(),
-  promptText: z.string().optional(),
-  audio: z.boolean().optional(),
-});
-type CreateBody = z.infer<typeof createBodySchema>;
 const leaseEnvelope = z.object({ success: z.literal(true), data: z.record(z.string(), z.unknown()) });
 
 // --- Situations --------------------------------------------------------------------

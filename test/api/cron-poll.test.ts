@@ -19,6 +19,7 @@ import {
   type Harness,
 } from '../support/harness.js';
 import { jpeg } from '../support/images.js';
+import { createBodySchema } from '../support/runway-create.js';
 
 afterEach(closeHarnesses);
 
@@ -47,14 +48,6 @@ const summarySchema = z.object({
 });
 type Summary = z.infer<typeof summarySchema>;
 
-const createBodySchema = z.object({
-  model: z.string(),
-  promptImage: z.string(),
-  ratio: z.string(),
-  duration: z.number(),
-  promptText: z.string().optional(),
-  audio: z.boolean().optional(),
-});
 
 async function cronSummary(harness: Harness, query = ''): Promise<Summary> {
   const answer = await harness.cron(query);

@@ -1,3 +1,5 @@
+import { PermanentError, UpstreamError } from '../errors.js';
+
 /**
  * Wording of the `error_message` the app shows admins (design §5): which stage failed and
  * why, short, and with nothing secret in it.
@@ -122,4 +124,11 @@ export function timeoutMessage(seconds: number, lastStatus?: string | null): str
   const status = (lastStatus ?? '').toUpperCase().replace(/[^A-Z_]/g, '').slice(0, 30);
   const after = Number.isFinite(seconds) ? `${Math.round(seconds)} s` : 'too long';
   return sanitizeMessage(`runway: timed out after ${after}${status === '' ? '' : ` (last status ${status})`}`);
+}
+
+/** The admin-facing message for a thrown error: stage-prefixed, short, no URLs or tokens. */
+export function failureMessageOf(error: unknown): string {
+  if (error instanceof PermanentError || error instanceof UpstreamError) return sanitizeMessage(error.message);
+  const described = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return sanitizeMessage(`worker: unexpected error (${described})`);
 }

@@ -1,6 +1,5 @@
-import { deduplicationId } from '../clients/queue.js';
 import type { RunwayTask } from '../clients/runway.js';
-import { RUNWAY_CANCELLED_MESSAGE, runwayFailureMessage, timeoutMessage } from '../decide/failure-message.js';
+import { RUNWAY_CANCELLED_MESSAGE, failureMessageOf, runwayFailureMessage, timeoutMessage } from '../decide/failure-message.js';
 import { heartbeatDue, nextPollDelaySeconds, timedOut } from '../decide/poll-schedule.js';
 import type { Deps } from '../deps.js';
 import { isRetryable } from '../errors.js';
@@ -10,7 +9,7 @@ import type { StepOutcome } from '../outcome.js';
 import { abandonJob } from './lease-ops.js';
 import type { Delivery, Job, PollMessage } from './messages.js';
 import { answerIfClosed, outcomeOfReport, sendReport, type ReportResult } from './report.js';
-import { failureMessageOf, publishPoll } from './submit-task.js';
+import { publishPoll, uploadDedupId } from './chain.js';
 
 /**
  * runway-callback: one look at one Runway task (design §2). Still running → heartbeat
@@ -23,10 +22,6 @@ const RUNWAY_GONE_MESSAGE = 'runway: the task was cancelled or deleted';
 
 function reportOutcome(result: ReportResult, message: string): StepOutcome {
   return outcomeOfReport(result, { kind: 'stop', detail: `reported failed: ${message}` });
-}
-
-export function uploadDedupId(job: Job): string {
-  return deduplicationId(job.item_id, job.attempt, 'upload');
 }
 
 async function handOverToUpload(deps: Deps, job: Job, task: RunwayTask): Promise<StepOutcome> {

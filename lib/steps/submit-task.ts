@@ -4,9 +4,8 @@ import type { CreateTaskBody } from '../clients/runway.js';
 import { deduplicationId } from '../clients/queue.js';
 import { RUNWAY_MODELS, type RunwayModel } from '../config.js';
 import { chooseDuration } from '../decide/duration.js';
-import { sanitizeMessage } from '../decide/failure-message.js';
+import { failureMessageOf } from '../decide/failure-message.js';
 import { MODEL_SPECS, resolveProvider } from '../decide/models.js';
-import { nextPollDelaySeconds } from '../decide/poll-schedule.js';
 import { preparePrompt } from '../decide/prompt.js';
 import { chooseRatio } from '../decide/ratio.js';
 import type { Deps } from '../deps.js';
@@ -14,6 +13,7 @@ import { PermanentError, UpstreamError } from '../errors.js';
 import type { JobKey, JobRecord } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
 import { readImageInfo } from '../media/image-info.js';
+import { firstPollDelay, publishPoll } from './chain.js';
 import { abandonJob, releaseLease } from './lease-ops.js';
 import type { Job } from './messages.js';
 import { sendReport } from './report.js';
@@ -73,37 +73,6 @@ async function giveBackOrFail(deps: Deps, key: JobKey, prior: number, message: s
   await abandonJob(deps, key, undefined, why, failures);
   await releaseLease(deps, key.itemId, why);
   return { kind: 'released', itemId: key.itemId, detail: message, stopLeasing: false };
-}
-
-export function pollDedupId(job: Pick<Job, 'item_id' | 'attempt' | 'polls'>): string {
-  return deduplicationId(job.item_id, job.attempt, 'poll', job.polls);
-}
-
-export async function publishPoll(deps: Deps, job: Job, delaySeconds: number): Promise<void> {
-  await deps.queue.publish({
-    path: '/api/runway-callback',
-    body: { job },
-    delaySeconds,
-    deduplicationId: pollDedupId(job),
-  });
-}
-
-export function firstPollDelay(deps: Deps, model: RunwayModel): number {
-  return nextPollDelaySeconds({
-    model,
-    status: 'PENDING',
-    progress: undefined,
-    elapsedSeconds: 0,
-    polls: 0,
-    minSeconds: deps.config.runwayPollMinSeconds,
-    maxSeconds: deps.config.runwayPollMaxSeconds,
-  });
-}
-
-/** Failure message for a thrown error: stage-prefixed, short, no URLs or tokens. */
-export function failureMessageOf(error: unknown): string {
-  if (error instanceof PermanentError || error instanceof UpstreamError) return sanitizeMessage(error.message);
-  return sanitizeMessage(`worker: unexpected error (${describeError(error)})`);
 }
 
 async function reportFailed(deps: Deps, key: JobKey, message: string): Promise<SubmitOutcome> {

@@ -1,5 +1,6 @@
 import { interpretUploadAnswer, openOutput, putStream, type UploadVerdict } from '../clients/media-transfer.js';
 import type { Deps } from '../deps.js';
+import { failureMessageOf } from '../decide/failure-message.js';
 import { assertAllowedUrl } from '../url-policy.js';
 import { PermanentError, UpstreamError, isRetryable } from '../errors.js';
 import type { JobKey, JobRecord } from '../ledger/ledger.js';
@@ -8,7 +9,6 @@ import type { StepOutcome } from '../outcome.js';
 import { abandonJob } from './lease-ops.js';
 import type { Delivery, Job, UploadMessage } from './messages.js';
 import { answerIfClosed, outcomeOfReport, sendReport } from './report.js';
-import { failureMessageOf } from './submit-task.js';
 
 /**
  * step-upload: Runway output → Supabase signed upload URL, streamed, then the

@@ -15,6 +15,9 @@ import { assertAllowedUrl } from '../url-policy.js';
  * memory by the body size.
  */
 
+/** How long to wait for storage's answer after the upload stream broke off. */
+const EARLY_ANSWER_GRACE_MS = 1_000;
+
 /** App photos can be up to 20 MB (contract §2.2). */
 export const PHOTO_MAX_BYTES = 20 * 1024 * 1024;
 
@@ -201,13 +204,21 @@ export async function putStream(
     });
     request.on('error', reject);
   });
+  // Settles with the answer, or undefined if none came; never rejects.
+  const answered = answer.then(
+    (result) => result,
+    () => undefined,
+  );
   try {
     const [, result] = await Promise.all([pipeline(source, counter, request), answer]);
     return { ...result, bytes };
   } catch (error) {
     source.destroy();
+    // Storage may refuse early (an expired token, a duplicate) and close the socket before
+    // reading the whole body: its answer is still the truth about the upload.
+    const early = await Promise.race([answered, new Promise<undefined>((resolve) => setTimeout(resolve, EARLY_ANSWER_GRACE_MS))]);
     request.destroy();
-    answer.catch(() => undefined);
+    if (early && early.status >= 400) return { ...early, bytes };
     const fromSource = error instanceof UpstreamError;
     if (fromSource) throw error;
     throw new UpstreamError('storage', `storage: upload ${signal.aborted ? 'timed out' : 'was cut off'} after ${megabytes(bytes)}`, {

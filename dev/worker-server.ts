@@ -67,7 +67,9 @@ export async function startWorkerServer(getDeps: () => Deps, port = 0): Promise<
     const answer = async (): Promise<void> => {
       if (!ROUTES[path]) return send(res, Response.json({ error: 'not found' }, { status: 404 }));
       if (!handler) return send(res, Response.json({ error: 'method not allowed' }, { status: 405 }));
-      return send(res, await handler(await toRequest(req, origin), getDeps));
+      // Like Vercel, the request URL carries the Host the caller used.
+      const host = req.headers.host ? `http://${req.headers.host}` : origin;
+      return send(res, await handler(await toRequest(req, host), getDeps));
     };
     answer().catch((error: unknown) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });

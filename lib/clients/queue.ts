@@ -33,8 +33,11 @@ export interface PublishRequest {
 
 export interface Queue {
   publish(request: PublishRequest): Promise<{ messageId: string; deduplicated: boolean }>;
-  /** True when the signature is valid for this raw body and this path; never throws. */
-  verify(signature: string | null, rawBody: string, pathWithQuery: string): Promise<boolean>;
+  /**
+   * True when the signature is valid for this raw body and was made for this endpoint: the
+   * URL we publish to (base URL + path), or the URL the request actually arrived at.
+   */
+  verify(signature: string | null, rawBody: string, requestUrl: URL): Promise<boolean>;
   /** Preflight: whether QStash accepts the token (a harmless authenticated read). */
   checkToken(): Promise<{ ok: boolean; detail: string }>;
   callbackUrl(path: string): string;
@@ -87,13 +90,17 @@ export function createQueue(options: QueueOptions): Queue {
       }
     },
 
-    async verify(signature, rawBody, pathWithQuery) {
+    async verify(signature, rawBody, requestUrl) {
       if (!signature) return false;
-      try {
-        return await receiver.verify({ signature, body: rawBody, url: callbackUrl(pathWithQuery) });
-      } catch {
-        return false;
+      const urls = new Set([callbackUrl(requestUrl.pathname + requestUrl.search), requestUrl.href]);
+      for (const url of urls) {
+        try {
+          if (await receiver.verify({ signature, body: rawBody, url })) return true;
+        } catch {
+          // Not signed for this URL (or not valid at all): try the next, then refuse.
+        }
       }
+      return false;
     },
 
     async checkToken() {

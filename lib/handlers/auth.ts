@@ -17,13 +17,14 @@ export function cronAuthorized(request: Request, cronSecret: string | undefined)
 }
 
 /**
- * Reads the raw body and checks the QStash signature against it and against the URL
- * QStash was told to call (our base URL + this path), before anything is parsed.
+ * Reads the raw body and checks the QStash signature against it and against the URL it was
+ * made for (the one we publish to, or the one the request arrived at), before anything is
+ * parsed. Without our signing key no one can make a valid signature for either.
  */
 export async function readSignedBody(request: Request, deps: Deps): Promise<{ ok: true; body: string } | { ok: false }> {
   const body = await request.text();
   const url = new URL(request.url);
-  const valid = await deps.queue.verify(request.headers.get('upstash-signature'), body, url.pathname + url.search);
+  const valid = await deps.queue.verify(request.headers.get('upstash-signature'), body, url);
   return valid ? { ok: true, body } : { ok: false };
 }
 

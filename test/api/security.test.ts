@@ -20,7 +20,7 @@ import {
   type DeliveryOptions,
   type Harness,
 } from '../support/harness.js';
-import { nowSeconds } from '../support/qstash-jwt.js';
+import { mintQStashJwt, nowSeconds } from '../support/qstash-jwt.js';
 import { closeStandIns, startSocketTrap, startStandIn, type SocketTrap } from '../support/extra-stand-in.js';
 import { collectUncaught } from '../support/extra-uncaught.js';
 import { closeExtraWorkers, startExtraWorker } from '../support/extra-worker.js';
@@ -84,6 +84,7 @@ const BAD_SIGNATURES: readonly (readonly [string, (harness: Harness, endpoint: E
   ['a signature forged with a key that is not ours', () => ({ signingKey: 'sig_9ZqForgedKeyNotConfigured01' })],
   ['a signature that expired a minute ago', () => ({ issuedAtSeconds: nowSeconds() - 360 })],
   ['a signature for another of our URLs', (harness, endpoint) => ({ signedUrl: `${harness.url}${OTHER_ENDPOINT[endpoint]}` })],
+  ['a signature for the same path on another host', (_harness, endpoint) => ({ signedUrl: `https://worker.example.net${endpoint}` })],
   [
     'a signature over a body that was then modified',
     (_harness, _endpoint, body) => ({ signedBody: JSON.stringify(body).replace(/}$/, ',"extra":1}') }),
@@ -112,6 +113,21 @@ describe.each(ENDPOINTS)('%s receiving a delivery signed with the next signing k
     const mark = harness.mark();
 
     const answer = await harness.deliver(endpoint, body, { signingKey: DEV_QSTASH.nextSigningKey });
+
+    expect(answer.status).toBe(200);
+    expect(harness.requests({ since: mark }).length).toBeGreaterThan(0);
+  });
+});
+
+describe.each(ENDPOINTS)('%s reached through another name of this host', (endpoint) => {
+  it('accepts a signature made for the URL the request arrived at', async () => {
+    const { harness, body } = await prepare(endpoint);
+    const mark = harness.mark();
+    const url = `${harness.url.replace('127.0.0.1', 'localhost')}${endpoint}`;
+    const raw = JSON.stringify(body);
+    const signature = await mintQStashJwt({ signingKey: DEV_QSTASH.currentSigningKey, url, body: raw });
+
+    const answer = await fetch(url, { method: 'POST', headers: { 'upstash-signature': signature, 'content-type': 'application/json' }, body: raw });
 
     expect(answer.status).toBe(200);
     expect(harness.requests({ since: mark }).length).toBeGreaterThan(0);

@@ -9,7 +9,6 @@ export interface RetryPolicy {
 }
 
 export const IDEMPOTENT_RETRY: RetryPolicy = { retries: 2, baseDelayMs: 300, maxDelayMs: 3_000 };
-export const NO_RETRY: RetryPolicy = { retries: 0, baseDelayMs: 0, maxDelayMs: 0 };
 
 /**
  * Exponential backoff with up to 50 % jitter (Runway's advice), capped, honouring a

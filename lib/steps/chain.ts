@@ -13,13 +13,25 @@ export function pollDedupId(job: Pick<Job, 'item_id' | 'attempt' | 'polls'>): st
   return deduplicationId(job.item_id, job.attempt, 'poll', job.polls);
 }
 
-export async function publishPoll(deps: Deps, job: Job, delaySeconds: number): Promise<void> {
+export async function publishPoll(deps: Deps, job: Job, delaySeconds: number, dedupId = pollDedupId(job)): Promise<void> {
+  await deps.queue.publish({ path: '/api/runway-callback', body: { job }, delaySeconds, deduplicationId: dedupId });
+}
+
+export async function publishUpload(deps: Deps, job: Job, outputUrl?: string, dedupId = uploadDedupId(job)): Promise<void> {
   await deps.queue.publish({
-    path: '/api/runway-callback',
-    body: { job },
-    delaySeconds,
-    deduplicationId: pollDedupId(job),
+    path: '/api/step-upload',
+    body: { job, ...(outputUrl ? { output_url: outputUrl } : {}) },
+    delaySeconds: 0,
+    deduplicationId: dedupId,
   });
+}
+
+/**
+ * Resuming an attempt after its lease lapsed: bucketed by minute, so a second resume within
+ * QStash's 10-minute deduplication window is not dropped.
+ */
+export function resumeDedupId(job: Pick<Job, 'item_id' | 'attempt'>, step: 'poll' | 'upload', nowMs: number): string {
+  return deduplicationId(job.item_id, job.attempt, step, 'resume', Math.floor(nowMs / 60_000));
 }
 
 export function firstPollDelay(deps: Deps, model: RunwayModel): number {

@@ -8,8 +8,8 @@ import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
 import { abandonJob } from './lease-ops.js';
 import type { Delivery, Job, PollMessage } from './messages.js';
-import { answerIfClosed, outcomeOfReport, sendReport, type ReportResult } from './report.js';
-import { publishPoll, uploadDedupId } from './chain.js';
+import { answerIfClosed, reportJobFailed } from './report.js';
+import { publishPoll, publishUpload } from './chain.js';
 
 /**
  * runway-callback: one look at one Runway task (design §2). Still running → heartbeat
@@ -17,20 +17,10 @@ import { publishPoll, uploadDedupId } from './chain.js';
  * cancelled or timed out → report failed.
  */
 
-const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
 const RUNWAY_GONE_MESSAGE = 'runway: the task was cancelled or deleted';
 
-function reportOutcome(result: ReportResult, message: string): StepOutcome {
-  return outcomeOfReport(result, { kind: 'stop', detail: `reported failed: ${message}` });
-}
-
 async function handOverToUpload(deps: Deps, job: Job, task: RunwayTask): Promise<StepOutcome> {
-  await deps.queue.publish({
-    path: '/api/step-upload',
-    body: { job: { ...job, last_status: task.status }, ...(task.output?.[0] ? { output_url: task.output[0] } : {}) },
-    delaySeconds: 0,
-    deduplicationId: uploadDedupId(job),
-  });
+  await publishUpload(deps, { ...job, last_status: task.status }, task.output?.[0]);
   return { kind: 'done', detail: 'succeeded: upload scheduled' };
 }
 
@@ -51,7 +41,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
     const now = deps.now();
     if (!task) {
       const message = RUNWAY_GONE_MESSAGE;
-      return reportOutcome(await sendReport(deps, key, { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id }, record), message);
+      return await reportJobFailed(deps, key, job, message, record);
     }
     log.info({ status: task.status, progress: task.progress ?? undefined, polls: job.polls }, 'runway task polled');
     if (task.status === 'SUCCEEDED') return await handOverToUpload(deps, job, task);
@@ -60,21 +50,14 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
         task.status === 'CANCELLED'
           ? RUNWAY_CANCELLED_MESSAGE
           : runwayFailureMessage(task.failureCode ?? undefined, task.failure ?? undefined);
-      return reportOutcome(
-        await sendReport(deps, key, { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id }, record),
-        message,
-      );
+      return await reportJobFailed(deps, key, job, message, record);
     }
-    if (TERMINAL.has(task.status)) return { kind: 'done', detail: task.status };
 
     if (timedOut({ nowMs: now, submittedAtMs: job.submitted_at, timeoutSeconds: deps.config.runwayTimeoutSeconds })) {
       await deps.runway.cancelTask(job.runway_task_id);
       const message = timeoutMessage(deps.config.runwayTimeoutSeconds, task.status);
       log.warn({ status: task.status }, 'runway task timed out: cancelled');
-      return reportOutcome(
-        await sendReport(deps, key, { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id }, record),
-        message,
-      );
+      return await reportJobFailed(deps, key, job, message, record);
     }
 
     let lastHeartbeat = job.last_heartbeat_at;
@@ -112,9 +95,6 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
     } catch (cancelError) {
       log.warn({ err: describeError(cancelError) }, 'cancel after failure did not go through');
     }
-    return reportOutcome(
-      await sendReport(deps, key, { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id }),
-      message,
-    );
+    return reportJobFailed(deps, key, job, message);
   }
 }

@@ -176,3 +176,18 @@ export async function answerIfClosed(deps: Deps, key: JobKey, record: JobRecord)
   if (record.reported) return outcomeOfReport(await settleClaimedReport(deps, key, record), { kind: 'done', detail: 'report re-sent' });
   return undefined;
 }
+
+/**
+ * Reports a job failed, naming its Runway task, and maps the result for the step: a report
+ * that went out ends the message for good (489); anything else is settled as usual.
+ */
+export async function reportJobFailed(
+  deps: Deps,
+  key: JobKey,
+  job: { readonly item_id: string; readonly runway_task_id: string },
+  message: string,
+  record?: JobRecord,
+): Promise<StepOutcome> {
+  const report: Report = { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id };
+  return outcomeOfReport(await sendReport(deps, key, report, record), { kind: 'stop', detail: `reported failed: ${message}` });
+}

@@ -1,7 +1,6 @@
 import type { LeasedTask } from '../clients/app-api.js';
 import { downloadPhoto } from '../clients/media-transfer.js';
 import type { CreateTaskBody } from '../clients/runway.js';
-import { deduplicationId } from '../clients/queue.js';
 import { RUNWAY_MODELS, type RunwayModel } from '../config.js';
 import { chooseDuration } from '../decide/duration.js';
 import { failureMessageOf } from '../decide/failure-message.js';
@@ -13,7 +12,7 @@ import { PermanentError, UpstreamError } from '../errors.js';
 import type { JobKey, JobRecord } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
 import { readImageInfo } from '../media/image-info.js';
-import { firstPollDelay, publishPoll } from './chain.js';
+import { firstPollDelay, publishPoll, publishUpload, resumeDedupId } from './chain.js';
 import { abandonJob, releaseLease } from './lease-ops.js';
 import type { Job } from './messages.js';
 import { sendReport } from './report.js';
@@ -108,21 +107,10 @@ async function resume(deps: Deps, key: JobKey, record: JobRecord): Promise<Submi
     polls: 0,
   };
   if (record.uploaded) {
-    await deps.queue.publish({
-      path: '/api/step-upload',
-      body: { job },
-      delaySeconds: 0,
-      // Bucketed like the poll resume: a second resume within QStash's 10-minute window must not be dropped.
-      deduplicationId: deduplicationId(key.itemId, key.attempt, 'upload', 'resume', Math.floor(now / 60_000)),
-    });
+    await publishUpload(deps, job, undefined, resumeDedupId(job, 'upload', now));
     return { kind: 'resumed', itemId: key.itemId, detail: 'video already uploaded: reporting' };
   }
-  await deps.queue.publish({
-    path: '/api/runway-callback',
-    body: { job },
-    delaySeconds: deps.config.runwayPollMinSeconds,
-    deduplicationId: deduplicationId(key.itemId, key.attempt, 'poll', 'resume', Math.floor(now / 60_000)),
-  });
+  await publishPoll(deps, job, deps.config.runwayPollMinSeconds, resumeDedupId(job, 'poll', now));
   return { kind: 'resumed', itemId: key.itemId, detail: `polling existing Runway task ${task.runway_task_id}` };
 }
 

@@ -8,7 +8,7 @@ import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
 import { abandonJob } from './lease-ops.js';
 import type { Delivery, Job, UploadMessage } from './messages.js';
-import { answerIfClosed, outcomeOfReport, sendReport } from './report.js';
+import { answerIfClosed, outcomeOfReport, reportJobFailed, sendReport } from './report.js';
 
 /**
  * step-upload: Runway output → Supabase signed upload URL, streamed, then the
@@ -148,12 +148,6 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
     }
     const failure = failureMessageOf(error);
     log.error({ err: describeError(error), last_delivery: delivery.last }, 'upload failed for good');
-    const result = await sendReport(
-      deps,
-      key,
-      { item_id: job.item_id, status: 'failed', error_message: failure, veo_operation_id: job.runway_task_id },
-      current,
-    );
-    return outcomeOfReport(result, { kind: 'stop', detail: `reported failed: ${failure}` });
+    return reportJobFailed(deps, key, job, failure, current);
   }
 }

@@ -7,14 +7,7 @@ import { ADVANCED_OPERATIONS, startBlobFake, type BlobFake } from '../../dev/blo
 import { allReported } from '../../dev/demo-report.js';
 import { startLocalRuntime, type LocalRuntime } from '../../dev/local-runtime.js';
 import { BLOB_ADVANCED_OPS_PER_VIDEO } from '../../lib/ledger/blob-ledger.js';
-
-async function until(check: () => boolean, timeoutMs: number): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+import { until } from '../support/wait.js';
 
 describe('the demo items with the job ledger in Vercel Blob (real SDK, loopback fake store)', () => {
   let fake: BlobFake;
@@ -35,7 +28,7 @@ describe('the demo items with the job ledger in Vercel Blob (real SDK, loopback 
       sandbox: { runway: { generationMs: 400 } },
       ledgerBlobToken: fake.token,
     });
-    await until(() => allReported(runtime.sandbox!, runtime.items), 30_000);
+    await until(() => allReported(runtime.sandbox!, runtime.items), 'every item to be reported', 30_000);
   });
 
   afterAll(async () => {

@@ -6,16 +6,9 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allReported } from '../../dev/demo-report.js';
 import { startLocalRuntime, type LocalRuntime } from '../../dev/local-runtime.js';
+import { until } from '../support/wait.js';
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
-
-async function until(check: () => boolean, timeoutMs: number): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('the demo: three sample photos through the real handlers, the local QStash and the sandbox', () => {
   let runtime: LocalRuntime;
@@ -33,7 +26,7 @@ describe('the demo: three sample photos through the real handlers, the local QSt
     });
     const sandbox = runtime.sandbox;
     if (!sandbox) throw new Error('demo mode expected');
-    await until(() => allReported(sandbox, runtime.items), 30_000);
+    await until(() => allReported(sandbox, runtime.items), 'every item to be reported', 30_000);
   });
 
   afterAll(async () => {

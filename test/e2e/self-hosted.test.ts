@@ -8,6 +8,7 @@ import { DEV_QSTASH } from '../../dev/local-runtime.js';
 import { startLocalQStash, type LocalQStash } from '../../dev/local-qstash.js';
 import { startSandbox, type Sandbox } from '../../dev/sandbox/index.js';
 import { demoItems, seedSandbox } from '../../dev/sandbox/seed.js';
+import { until } from '../support/wait.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const WORKER_KEY = 'self-hosted-worker-key';
@@ -23,14 +24,6 @@ async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
-}
-
-async function until(check: () => boolean, timeoutMs: number): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 describe('npm start in self-hosted mode, against an outside app, Runway and QStash', () => {
@@ -80,7 +73,7 @@ describe('npm start in self-hosted mode, against an outside app, Runway and QSta
     worker.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     worker.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     exit = new Promise((resolve) => worker.once('exit', (code) => resolve(code)));
-    await until(() => sandbox.app.items().every((item) => item.status === 'completed' || item.status === 'failed'), 60_000);
+    await until(() => sandbox.app.items().every((item) => item.status === 'completed' || item.status === 'failed'), 'every item to be reported', 60_000);
   }, 90_000);
 
   afterAll(async () => {

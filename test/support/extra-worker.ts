@@ -5,7 +5,7 @@ import { parseConfig, secretsOf, type Env } from '../../lib/config.js';
 import type { Deps, Timeouts } from '../../lib/deps.js';
 import { createDeps } from '../../lib/runtime.js';
 import { captureLog, type CapturedLog } from './extra-log.js';
-import { CRON_SECRET, workerEnv, type Answer, type Harness } from './harness.js';
+import { answerOf, CRON_SECRET, workerEnv, type Answer, type Harness } from './harness.js';
 import { mintQStashJwt } from './qstash-jwt.js';
 
 /**
@@ -43,16 +43,6 @@ export async function closeExtraWorkers(): Promise<void> {
   await Promise.all(open.map((server) => server.close()));
 }
 
-export async function answerOf(response: Response): Promise<Answer> {
-  const text = await response.text();
-  let json: unknown = text;
-  try {
-    json = text === '' ? undefined : (JSON.parse(text) as unknown);
-  } catch {
-    json = text;
-  }
-  return { status: response.status, headers: response.headers, json };
-}
 
 /**
  * One signed QStash delivery, minted once: every `send()` repeats the very same request

@@ -11,6 +11,9 @@ import type { FixturePhoto, SeedItem } from '../../dev/sandbox/seed.js';
 import type { Env } from '../../lib/config.js';
 import type { Logger } from '../../lib/log.js';
 import { mintQStashJwt } from './qstash-jwt.js';
+import { until } from './wait.js';
+
+export { until };
 
 /**
  * One worker under test: the three handlers on a loopback port, the embedded QStash, and
@@ -111,7 +114,7 @@ export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
 
-async function answerOf(response: Response): Promise<Answer> {
+export async function answerOf(response: Response): Promise<Answer> {
   const text = await response.text();
   let json: unknown = text;
   try {
@@ -243,14 +246,6 @@ export function seedItem(photo: FixturePhoto, overrides: Partial<Omit<SeedItem, 
 }
 
 /** Waits until `check` holds, polling; fails with `what` after `timeoutMs`. */
-export async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /**
  * The env the harness's worker was configured from, rebuilt from its config, for tests
  * that build their own deps against the same loopback services.

@@ -16,6 +16,9 @@ export interface AppApiOptions {
   readonly timeoutMs?: number;
 }
 
+/** Error code of an upload presign refused because the item's video may already be stored. */
+export const VIDEO_MAY_EXIST = 'video-may-exist';
+
 const envelope = z.object({ success: z.boolean(), data: z.unknown().optional(), error: z.string().optional() });
 
 /** Lenient on purpose: a task that breaks these rules is reported, not dropped (see submit-task). */
@@ -129,6 +132,14 @@ export function createAppApi(options: AppApiOptions): AppApi {
     presignUpload(itemId) {
       return withRetry(async () => {
         const answer = await post('presign', { operation: 'upload', video_item_id: itemId, file_extension: 'mp4' });
+        // Upsert is off: once the item's video exists, the app answers 500 with this text (contract §1.2).
+        if (answer.status === 500 && errorText(answer) === 'Failed to generate upload URL') {
+          throw new UpstreamError('app', 'app: presign upload answered 500 (Failed to generate upload URL)', {
+            status: 500,
+            retryable: true,
+            code: VIDEO_MAY_EXIST,
+          });
+        }
         const data = dataOf('presign upload', answer, uploadSchema);
         return { url: data.url, storagePath: data.storage_path };
       }, IDEMPOTENT_RETRY);

@@ -1,3 +1,4 @@
+import { VIDEO_MAY_EXIST } from '../clients/app-api.js';
 import { interpretUploadAnswer, openOutput, putStream, type UploadVerdict } from '../clients/media-transfer.js';
 import type { Deps } from '../deps.js';
 import { failureMessageOf } from '../decide/failure-message.js';
@@ -16,9 +17,6 @@ import { answerIfClosed, outcomeOfReport, reportJobFailed, sendReport } from './
  * per item; the ledger's `uploaded` fact lets every later delivery go straight to the
  * report.
  */
-
-/** The app refuses a second upload presign once the video exists (upsert is off). */
-const PRESIGN_REFUSED = 'presign-upload-refused';
 
 /** Where the app puts an item's video (contract §1.2). */
 export const videoPathOf = (itemId: string): string => `videos/${itemId}.mp4`;
@@ -49,12 +47,7 @@ async function openFreshOutput(deps: Deps, job: Job, known: string | undefined, 
 
 /** One streamed upload attempt into a freshly presigned URL. */
 async function uploadOnce(deps: Deps, job: Job, outputUrl: string | undefined): Promise<{ verdict: UploadVerdict; storagePath: string; bytes: number }> {
-  const target = await deps.app.presignUpload(job.item_id).catch((error: unknown) => {
-    if (error instanceof UpstreamError && error.status === 500) {
-      throw new UpstreamError('app', error.message, { status: 500, retryable: true, code: PRESIGN_REFUSED, cause: error });
-    }
-    throw error;
-  });
+  const target = await deps.app.presignUpload(job.item_id);
   // Refuse a bad upload URL before a download is opened that nobody would read.
   assertAllowedUrl(target.url, 'storage');
   const controller = new AbortController();
@@ -139,7 +132,7 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
       log.error({ err: describeError(error) }, 'the report after the upload failed: trying again');
       return { kind: 'retry', detail: failureMessageOf(error) };
     }
-    if (error instanceof UpstreamError && error.code === PRESIGN_REFUSED) {
+    if (error instanceof UpstreamError && error.code === VIDEO_MAY_EXIST) {
       // An earlier delivery's upload may have landed without being recorded (its answer was
       // lost). The app checks that the video exists before it accepts `completed`, so ask it
       // that rather than report a finished item as failed.

@@ -81,11 +81,25 @@ async function send(deps: Deps, report: Report): Promise<ReportResult> {
   });
 }
 
-/** A report refused with 403/404 means the lease is lost: stop paying Runway, close the attempt. */
-async function sendOrAbandon(deps: Deps, key: JobKey, report: Report): Promise<ReportResult> {
-  const result = await send(deps, report);
-  if (result.kind === 'lease-lost') await abandonJob(deps, key, report.veo_operation_id, 'lease lost (report refused)');
-  return result;
+/**
+ * One round of sends of a claimed report. A round that stops without a confirmed outcome
+ * (all sends unanswered, or the process gave up) says so in the ledger, so the next
+ * delivery knows nobody is still sending and may start the next round at once.
+ */
+async function sendRound(deps: Deps, key: JobKey, report: Report, round: number): Promise<ReportResult> {
+  let settled = false;
+  try {
+    const result = await send(deps, report);
+    settled = true;
+    if (result.kind === 'lease-lost') await abandonJob(deps, key, report.veo_operation_id, 'lease lost (report refused)');
+    return result;
+  } finally {
+    if (!settled) {
+      await deps.ledger
+        .claim(roundKey(key, round), 'abandoned', { reason: 'report not confirmed', at: new Date(deps.now()).toISOString() })
+        .catch((error: unknown) => deps.log.warn({ item_id: key.itemId, err: describeError(error) }, 'could not record the report round'));
+    }
+  }
 }
 
 export async function sendReport(deps: Deps, key: JobKey, report: Report, record?: JobRecord): Promise<ReportResult> {
@@ -98,13 +112,14 @@ export async function sendReport(deps: Deps, key: JobKey, report: Report, record
       : { ...report, error_message: sanitizeMessage(redactText(report.error_message, secretsOf(deps.config))) };
   const won = await deps.ledger.claim(key, 'reported', factOf(safe, new Date(deps.now()).toISOString()));
   if (!won) return settleClaimedReport(deps, key, await deps.ledger.read(key));
-  return sendOrAbandon(deps, key, safe);
+  return sendRound(deps, key, safe, 1);
 }
 
 /**
- * A report was claimed by some delivery. If the item has left processing, it landed. If not
- * and the claim is fresh, its owner may still be sending: look again later. If the claim is
- * older than any send can take, the report never landed: send it again, exactly as claimed.
+ * A report was claimed by some delivery. If the item has left processing, it landed. If it
+ * has not (a heartbeat that succeeds proves the report did not land), it is sent again,
+ * exactly as claimed — as soon as the round before has stopped sending. A round that never
+ * said it stopped (its process died) is waited out for as long as a round can take.
  */
 export async function settleClaimedReport(deps: Deps, key: JobKey, record: JobRecord): Promise<ReportResult> {
   const claim = record.reported;
@@ -125,27 +140,33 @@ export async function settleClaimedReport(deps: Deps, key: JobKey, record: JobRe
     return unconfirmed(settleMs);
   }
   if (lease.kind === 'lost') return { kind: 'already-reported' };
-  // Each re-send is claimed too, one round after another (create-if-absent): two deliveries
-  // that both find the report unconfirmed must not both send it, and a round starts only
-  // once the sender before it can no longer be sending.
-  const rounds = resendRoundsOf(key);
-  const previous = await deps.ledger.latest(rounds);
-  const age = deps.now() - Date.parse(previous?.submitting?.at ?? claim.at);
-  if (!(age >= settleMs)) return unconfirmed(settleMs - (age || 0));
-  const round = (previous?.attempt ?? 0) + 1;
-  if (!(await deps.ledger.claim({ itemId: rounds, attempt: round }, 'submitting', { at: new Date(deps.now()).toISOString() }))) {
+  // Rounds are claimed one after another (create-if-absent): two deliveries that both find
+  // the report unconfirmed must not both send it. Round 1 is the claimer's own.
+  const previous = await deps.ledger.latest(roundsOf(key));
+  const round = previous?.attempt ?? 1;
+  if (!previous?.abandoned) {
+    const age = deps.now() - Date.parse(previous?.submitting?.at ?? claim.at);
+    if (!(age >= settleMs)) return unconfirmed(settleMs - (age || 0));
+  }
+  const next = round + 1;
+  if (!(await deps.ledger.claim(roundKey(key, next), 'submitting', { at: new Date(deps.now()).toISOString() }))) {
     return unconfirmed(settleMs);
   }
-  deps.log.warn({ item_id: key.itemId, round }, 'an earlier report never landed: sending it again');
-  return sendOrAbandon(deps, key, reportOf(key.itemId, claim));
+  deps.log.warn({ item_id: key.itemId, round: next }, 'an earlier report never landed: sending it again');
+  return sendRound(deps, key, reportOf(key.itemId, claim), next);
 }
 
 /**
- * Ledger entries for the re-sends of one attempt's report: round N is the `submitting` claim of
- * "attempt" N under this pseudo item, so rounds are claimed with the ledger's own create-if-absent.
+ * Ledger entries for the send rounds of one attempt's report: round N is "attempt" N of this
+ * pseudo item — `submitting` when a re-send round starts, `abandoned` when a round stopped
+ * without a confirmed outcome — so rounds use the ledger's own create-if-absent claims.
  */
-function resendRoundsOf(key: JobKey): string {
+function roundsOf(key: JobKey): string {
   return `${key.itemId}#report-${key.attempt}`;
+}
+
+function roundKey(key: JobKey, round: number): JobKey {
+  return { itemId: roundsOf(key), attempt: round };
 }
 
 /**

@@ -35,6 +35,8 @@ export type SubmitOutcome =
   | { readonly kind: 'failed'; readonly itemId: string; readonly detail: string }
   | { readonly kind: 'skipped'; readonly itemId: string | undefined; readonly detail: string };
 
+const PHOTO_NOT_FOUND_MESSAGE = 'photo: not found (the app could not sign a download URL)';
+
 /** Transient failures before a Runway task, in a row, after which the item is reported failed. */
 export const MAX_TRANSIENT_FAILURES = 3;
 
@@ -168,10 +170,16 @@ export async function submitTask(deps: Deps, task: LeasedTask): Promise<SubmitOu
   try {
     if (!task.photo_storage_path) throw new PermanentError('task', 'task: photo_storage_path is missing');
     const { url } = await deps.app.presignDownload(task.photo_storage_path).catch((error: unknown) => {
-      // The app answers 500 "Failed to generate download URL" for a missing object (contract
-      // §1.2); other statuses and lost answers are an outage, to be tried again later.
-      const missing = error instanceof UpstreamError && (error.code === 'not-found' || error.status === 400 || error.status === 404);
-      throw missing ? new PermanentError('photo', 'photo: not found (the app could not sign a download URL)', { cause: error }) : error;
+      if (error instanceof UpstreamError && (error.status === 400 || error.status === 404)) {
+        throw new PermanentError('photo', PHOTO_NOT_FOUND_MESSAGE, { cause: error });
+      }
+      // The app answers the same 500 "Failed to generate download URL" for a missing object
+      // (contract §1.2) and for a passing failure of its storage call: a transient failure
+      // like any other, until it has happened MAX_TRANSIENT_FAILURES times in a row.
+      if (error instanceof UpstreamError && error.code === 'not-found') {
+        throw new UpstreamError('photo', PHOTO_NOT_FOUND_MESSAGE, { status: error.status, retryable: true, code: 'not-found', cause: error });
+      }
+      throw error;
     });
     const photo = await downloadPhoto(url, { timeoutMs: deps.timeouts.photoMs });
     const image = readImageInfo(photo);

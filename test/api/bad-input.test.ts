@@ -278,15 +278,25 @@ const rows: readonly Row[] = [
     },
   },
   {
-    name: 'a photo the app cannot sign (presign answers 500)',
+    name: 'a photo the app cannot sign (presign answers 500), three leases in a row',
     photo: 'none',
+    // The app's 500 for a missing photo is also its answer to a passing storage failure: the
+    // first two leases give the item back, the third reports it.
+    async drive(situation) {
+      for (let lease = 1; lease < MAX_TRANSIENT_FAILURES; lease++) {
+        const answer = await cronOnce(situation);
+        expect(answer.json).toMatchObject({ items: [{ item_id: situation.itemId, outcome: 'released' }] });
+        expect(situation.harness.sandbox.app.reports(situation.itemId)).toEqual([]);
+      }
+      return cronOnce(situation);
+    },
     expected: { outcome: 'failed', message: 'photo: not found (the app could not sign a download URL)' },
     leaseAfter: 'reported',
     also({ harness, mark, photoPath }) {
-      // The first try and two in-process retries, then the report.
+      // Per lease, the first try and two in-process retries; then the report.
       const presigns = harness.appCalls('presign', mark);
       expect(presigns.map((request) => request.json)).toEqual(
-        Array.from({ length: 3 }, () => ({ operation: 'download', storage_path: photoPath })),
+        Array.from({ length: 3 * MAX_TRANSIENT_FAILURES }, () => ({ operation: 'download', storage_path: photoPath })),
       );
       expect(harness.requests({ service: 'storage', since: mark })).toEqual([]);
     },

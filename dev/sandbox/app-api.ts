@@ -8,8 +8,14 @@ import type { SandboxStorage } from './storage.js';
 export type ItemStatus = 'pending' | 'processing' | 'completed' | 'failed';
 
 export interface AppFaults {
-  /** Answer 500 without applying anything. */
+  /** Answer the route's real 500 body (`APP_500_ERRORS`) without applying anything. */
   readonly error500Rate?: number;
+  /**
+   * Calls in a row, for one route and item, that a fired `error500Rate` fails (default 1):
+   * the next `length - 1` calls for the same route and item answer the same 500 without a
+   * draw. next-task has no item: its run covers the route.
+   */
+  readonly error500RunLength?: number;
   /** Hold the request unanswered for `hangMs`, then destroy the socket; nothing is applied. */
   readonly timeoutRate?: number;
   /** Apply the change, then lose the answer (socket destroyed, or a 502 from the edge). */
@@ -76,8 +82,28 @@ export interface NewItem {
   readonly created_at?: string;
 }
 
+/** The app's routes as its failures tell them apart: presign fails differently per operation. */
+export type AppFaultRoute = 'next-task' | 'presign-download' | 'presign-upload' | 'heartbeat' | 'report';
+
+/**
+ * The real app's 500 body per route when a database or storage call fails (contract §1).
+ * A transient failure of the download presign reads exactly like a missing photo.
+ */
+export const APP_500_ERRORS: Readonly<Record<AppFaultRoute, string>> = {
+  'next-task': 'Failed to fetch tasks',
+  'presign-download': 'Failed to generate download URL',
+  'presign-upload': 'Failed to generate upload URL',
+  heartbeat: 'Internal server error',
+  report: 'Failed to update task',
+};
+
 export interface SandboxApp {
   handle(req: IncomingMessage, res: ServerResponse, subpath: string): Promise<void>;
+  /**
+   * The next `count` calls of `route` (for that item, when given) answer the route's real 500
+   * body without applying anything. A download presign belongs to every item with that photo.
+   */
+  failNext(route: AppFaultRoute, count: number, options?: { readonly itemId?: string }): void;
   addItem(item: NewItem): WorkItem;
   items(): readonly WorkItem[];
   item(itemId: string): WorkItem | undefined;
@@ -147,6 +173,21 @@ function routeOf(subpath: string): Route | undefined {
   return ROUTES.find((route) => route === name);
 }
 
+/** What a call is about, for failures that hit one route and item. */
+interface FaultTarget {
+  readonly route: AppFaultRoute;
+  /** Runs are kept per route and this (an item id, or a photo path for a download presign). */
+  readonly subject: string;
+  /** The items the call concerns. */
+  readonly itemIds: readonly string[];
+}
+
+interface ScriptedFailure {
+  readonly route: AppFaultRoute;
+  readonly itemId: string | undefined;
+  remaining: number;
+}
+
 /**
  * Mirrors `await request.json()` then destructuring: an unparsable body or `null` throws
  * (500), an empty body is treated as `{}` so a bare key check reaches the field validation.
@@ -209,6 +250,9 @@ export function createSandboxApp(options: SandboxAppOptions): SandboxApp {
   const faults = options.faults ?? {};
   const items = new Map<string, ItemState>();
   const allReports: ReportRecord[] = [];
+  const scripted: ScriptedFailure[] = [];
+  /** Failures left in a run started by `error500Rate`, per route and subject. */
+  const runs = new Map<string, number>();
   let sequence = 0;
 
   function stateOf(itemId: string): ItemState {
@@ -378,6 +422,52 @@ export function createSandboxApp(options: SandboxAppOptions): SandboxApp {
     sendJson(res, 502, { success: false, error: 'Bad gateway' });
   }
 
+  function faultTargetOf(route: Route, body: Body): FaultTarget | undefined {
+    switch (route) {
+      case 'next-task':
+        return { route, subject: '', itemIds: [] };
+      case 'presign': {
+        if (body['operation'] === 'upload') {
+          const itemId = text(body, 'video_item_id') ?? '';
+          return { route: 'presign-upload', subject: itemId, itemIds: [itemId] };
+        }
+        // An unknown operation is refused with 400 before any call that could fail.
+        if (body['operation'] !== 'download') return undefined;
+        const photoPath = text(body, 'storage_path') ?? '';
+        const itemIds = [...items.values()].filter((state) => state.photo_storage_path === photoPath).map((state) => state.item_id);
+        return { route: 'presign-download', subject: photoPath, itemIds };
+      }
+      case 'heartbeat':
+      case 'report': {
+        const itemId = text(body, 'item_id') ?? '';
+        return { route, subject: itemId, itemIds: [itemId] };
+      }
+    }
+  }
+
+  /** Scripted failures first, then a run in progress, then a fresh draw of `error500Rate`. */
+  function failsWith500(target: FaultTarget): boolean {
+    const script = scripted.find(
+      (entry) => entry.route === target.route && (entry.itemId === undefined || target.itemIds.includes(entry.itemId)),
+    );
+    if (script) {
+      script.remaining -= 1;
+      if (script.remaining <= 0) scripted.splice(scripted.indexOf(script), 1);
+      return true;
+    }
+    const runKey = `${target.route}\u0000${target.subject}`;
+    const left = runs.get(runKey) ?? 0;
+    if (left > 0) {
+      if (left === 1) runs.delete(runKey);
+      else runs.set(runKey, left - 1);
+      return true;
+    }
+    if (!chance(rng, faults.error500Rate)) return false;
+    const runLength = Math.max(1, Math.floor(faults.error500RunLength ?? 1));
+    if (runLength > 1) runs.set(runKey, runLength - 1);
+    return true;
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse, subpath: string): Promise<void> {
     const at = Date.now();
     const raw = await readBody(req);
@@ -404,17 +494,18 @@ export function createSandboxApp(options: SandboxAppOptions): SandboxApp {
       sendEnvelope(res, fail(401, 'Unauthorized'));
       return;
     }
-    if (chance(rng, faults.error500Rate)) {
-      sendEnvelope(res, fail(500, route === 'next-task' ? 'Failed to fetch tasks' : 'Internal server error'));
+    const body = parseBody(raw);
+    if (body === undefined) {
+      sendEnvelope(res, INTERNAL_ERROR);
+      return;
+    }
+    const target = faultTargetOf(route, body);
+    if (target !== undefined && failsWith500(target)) {
+      sendEnvelope(res, fail(500, APP_500_ERRORS[target.route]));
       return;
     }
     if (chance(rng, faults.timeoutRate)) {
       await hang(res);
-      return;
-    }
-    const body = parseBody(raw);
-    if (body === undefined) {
-      sendEnvelope(res, INTERNAL_ERROR);
       return;
     }
 
@@ -449,6 +540,11 @@ export function createSandboxApp(options: SandboxAppOptions): SandboxApp {
 
   return {
     handle,
+    failNext(route, count, failOptions) {
+      if (!Number.isInteger(count) || count < 0) throw new Error(`sandbox app: failNext count must be a whole number, got ${count}`);
+      if (count === 0) return;
+      scripted.push({ route, itemId: failOptions?.itemId, remaining: count });
+    },
     addItem(item) {
       const itemId = item.item_id ?? randomUUID();
       if (items.has(itemId)) throw new Error(`sandbox app: item ${itemId} already exists`);

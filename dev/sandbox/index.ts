@@ -7,7 +7,7 @@ import { sendJson } from './http-util.js';
 import type { RecordedRequest } from './http-util.js';
 import { createRng } from './random.js';
 import { createSandboxRunway } from './runway.js';
-import type { SandboxRunway, SandboxRunwayFaults } from './runway.js';
+import type { ConcurrencyOption, SandboxRunway, SandboxRunwayFaults } from './runway.js';
 import { createSandboxStorage } from './storage.js';
 import type { SandboxStorage, StorageFaults } from './storage.js';
 
@@ -29,10 +29,21 @@ export interface SandboxOptions {
     readonly generationMs?: number;
     readonly outputBytes?: number;
     readonly outputUrlTtlMs?: number;
+    /** Per-model limit on tasks generating at once; over it, tasks wait THROTTLED. Default: none. */
+    readonly concurrency?: ConcurrencyOption;
+    /** Creates per model and UTC day before a create answers 429; default 1000. */
+    readonly dailyLimit?: number;
+    /** Keep the bytes of every prompt image Runway received (`runway.promptImageBytes`). */
+    readonly keepPromptImages?: boolean;
   };
   readonly uploadTokenTtlSeconds?: number;
   readonly maxUploadBytes?: number;
   readonly discardVideoBytes?: boolean;
+  /**
+   * Storage reads the whole body of an upload it refuses before answering, and keeps the
+   * connection. Off by default: Supabase answers at once and closes the connection.
+   */
+  readonly gentleRefusal?: boolean;
   /** 0 (the default) picks a free port. */
   readonly port?: number;
 }
@@ -102,6 +113,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     ...(options.uploadTokenTtlSeconds === undefined ? {} : { uploadTokenTtlSeconds: options.uploadTokenTtlSeconds }),
     ...(options.maxUploadBytes === undefined ? {} : { maxUploadBytes: options.maxUploadBytes }),
     ...(options.discardVideoBytes === undefined ? {} : { discardVideoBytes: options.discardVideoBytes }),
+    ...(options.gentleRefusal === undefined ? {} : { gentleRefusal: options.gentleRefusal }),
   });
   const app = createSandboxApp({
     workerApiKey: options.workerApiKey,
@@ -119,6 +131,9 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     ...(options.runway?.generationMs === undefined ? {} : { generationMs: options.runway.generationMs }),
     ...(options.runway?.outputBytes === undefined ? {} : { outputBytes: options.runway.outputBytes }),
     ...(options.runway?.outputUrlTtlMs === undefined ? {} : { outputUrlTtlMs: options.runway.outputUrlTtlMs }),
+    ...(options.runway?.concurrency === undefined ? {} : { concurrency: options.runway.concurrency }),
+    ...(options.runway?.dailyLimit === undefined ? {} : { dailyLimit: options.runway.dailyLimit }),
+    ...(options.runway?.keepPromptImages === undefined ? {} : { keepPromptImages: options.runway.keepPromptImages }),
   });
 
   const mounts: readonly (readonly [string, Handler])[] = [

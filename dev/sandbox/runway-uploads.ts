@@ -1,7 +1,8 @@
-import { createHmac, randomUUID } from 'node:crypto';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { checkImageParts, type ImageVerdict } from './runway-image-check.js';
 import { MultipartError, MultipartParser, multipartBoundary, type MultipartPart } from './runway-multipart.js';
-import { findFailureMarker, MARKER_SCAN_BYTES, sniffImageFormat, type ImageFormat } from './runway-prompt-image.js';
+import { MARKER_SCAN_BYTES } from './runway-prompt-image.js';
 
 /** Ephemeral uploads stay usable as promptImage for 24 h (contract §2.2). */
 export const UPLOAD_URI_TTL_MS = 24 * 60 * 60 * 1000;
@@ -9,11 +10,19 @@ export const UPLOAD_URI_TTL_MS = 24 * 60 * 60 * 1000;
 export const UPLOAD_POLICY_TTL_MS = 60 * 60 * 1000;
 export const UPLOAD_MAX_BYTES = 200 * 1024 * 1024;
 const FIELD_MAX_BYTES = 64 * 1024;
+/**
+ * Files up to this size are held while the upload is read, so their pixels can be
+ * checked (app photos are at most 20 MB); a larger one is checked by its headers only,
+ * so a 200 MB upload is never held whole.
+ */
+export const UPLOAD_DECODE_MAX_BYTES = 64 * 1024 * 1024;
 
-export interface ReceivedImage {
+export interface ReceivedUpload {
   readonly bytes: number;
-  readonly format: ImageFormat | undefined;
-  readonly failureMarker: string | undefined;
+  /** Undefined when the file is not a JPEG, PNG or WebP. */
+  readonly verdict: ImageVerdict | undefined;
+  /** The file itself, only when the sandbox keeps prompt images. */
+  readonly kept: Buffer | undefined;
 }
 
 export interface UploadSlot {
@@ -22,7 +31,7 @@ export interface UploadSlot {
   readonly runwayUri: string;
   readonly fields: Readonly<Record<string, string>>;
   readonly createdAtMs: number;
-  received: ReceivedImage | undefined;
+  received: ReceivedUpload | undefined;
 }
 
 export function createUploadSlot(filename: string, secret: Buffer, nowMs: number): UploadSlot {
@@ -54,7 +63,7 @@ export function createUploadSlot(filename: string, secret: Buffer, nowMs: number
 }
 
 export type UploadOutcome =
-  | { readonly kind: 'stored'; readonly requestBytes: number; readonly image: ReceivedImage }
+  | { readonly kind: 'stored'; readonly requestBytes: number; readonly upload: ReceivedUpload }
   | {
       readonly kind: 'rejected';
       readonly requestBytes: number;
@@ -66,10 +75,15 @@ export type UploadOutcome =
 /**
  * Takes a presigned-POST style upload: every field of the slot, unchanged and before the
  * file, then `file`. Parts after the file are ignored, as S3 does. The request is always
- * read to its end (so the client sees the answer rather than a reset), but only the
- * first few MB of the file are kept, for sniffing and the failure marker.
+ * read to its end (so the client sees the answer rather than a reset); the file is
+ * checked as a prompt image once it has arrived, then let go unless `keepBytes`.
  */
-export async function receiveUpload(slot: UploadSlot, req: IncomingMessage, nowMs: number): Promise<UploadOutcome> {
+export async function receiveUpload(
+  slot: UploadSlot,
+  req: IncomingMessage,
+  nowMs: number,
+  options: { readonly keepBytes: boolean },
+): Promise<UploadOutcome> {
   let requestBytes = 0;
   let rejection: { status: number; code: string; message: string } | undefined;
   const reject = (status: number, code: string, message: string): void => {
@@ -88,6 +102,8 @@ export async function receiveUpload(slot: UploadSlot, req: IncomingMessage, nowM
   let fileBytes = 0;
   const head: Buffer[] = [];
   let headBytes = 0;
+  let whole: Buffer[] | undefined = [];
+  const hash = createHash('sha256');
 
   const parser =
     boundary === undefined
@@ -121,6 +137,9 @@ export async function receiveUpload(slot: UploadSlot, req: IncomingMessage, nowM
               else current.chunks.push(Buffer.from(chunk));
             } else if (current.role === 'file') {
               fileBytes += chunk.length;
+              hash.update(chunk);
+              if (fileBytes <= UPLOAD_DECODE_MAX_BYTES) whole?.push(Buffer.from(chunk));
+              else whole = undefined;
               if (headBytes < MARKER_SCAN_BYTES) {
                 const kept = chunk.subarray(0, MARKER_SCAN_BYTES - headBytes);
                 head.push(Buffer.from(kept));
@@ -170,10 +189,16 @@ export async function receiveUpload(slot: UploadSlot, req: IncomingMessage, nowM
   }
   if (rejection !== undefined) return { kind: 'rejected', requestBytes, ...rejection };
 
-  const headBuffer = Buffer.concat(head);
+  const wholeBuffer = whole === undefined ? undefined : Buffer.concat(whole);
+  const verdict = await checkImageParts({
+    head: wholeBuffer ?? Buffer.concat(head),
+    bytes: fileBytes,
+    sha256: hash.digest('hex'),
+    whole: wholeBuffer,
+  });
   return {
     kind: 'stored',
     requestBytes,
-    image: { bytes: fileBytes, format: sniffImageFormat(headBuffer), failureMarker: findFailureMarker(headBuffer) },
+    upload: { bytes: fileBytes, verdict, kept: options.keepBytes ? wholeBuffer : undefined },
   };
 }

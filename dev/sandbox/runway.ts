@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { flatHeaders, sendJson, tryJson, type RecordedRequest } from './http-util.js';
 import { chance, createRng } from './random.js';
+import { createScriptedFailures, drawTransientFailure, type ScriptedFailure } from './runway-failures.js';
 import {
   isJsonRequest,
   readBodyUpTo,
@@ -11,18 +12,19 @@ import {
   sendS3Error,
   sendValidationError,
 } from './runway-http.js';
+import { ASSET_INVALID, checkImage, type ImageVerdict, type ReceivedImage } from './runway-image-check.js';
 import {
   effectiveDurationSeconds,
   estimateCredits,
   imageToVideoRequestSchema,
   RUNWAY_API_VERSION,
-  RUNWAY_MODELS,
   toRunwayIssues,
   uploadRequestSchema,
   type ImageToVideoRequest,
   type RunwayModel,
 } from './runway-models.js';
 import {
+  CDN_ERROR_PAGE,
   isOutputSignatureValid,
   sampleVideo,
   sha256OfChunks,
@@ -30,21 +32,18 @@ import {
   syntheticVideoChunks,
   tapChunks,
 } from './runway-output.js';
-import {
-  decodeDataUri,
-  failureText,
-  findFailureMarker,
-  MARKER_SCAN_BYTES,
-  promptImageKind,
-  sniffImageFormat,
-  type PromptImageKind,
-} from './runway-prompt-image.js';
-import { isTerminal, taskPhaseAt, type RunwayTaskStatus, type TaskOutcome, type TaskTimeline } from './runway-task-timeline.js';
+import { decodeDataUri, failureText, findFailureMarker, promptImageKind, type PromptImageKind } from './runway-prompt-image.js';
+import { createTaskRecords, type TaskRecord } from './runway-task-records.js';
+import { failureOutcome, type RunwayTaskStatus, type TaskOutcome } from './runway-task-timeline.js';
+import { createTier, organizationBody, type ConcurrencyOption } from './runway-tier.js';
 import { createUploadSlot, receiveUpload, UPLOAD_URI_TTL_MS, type UploadSlot } from './runway-uploads.js';
 
+export type { ScriptedFailure } from './runway-failures.js';
+export type { MetadataKind, ReceivedImage } from './runway-image-check.js';
 export type { RunwayModel } from './runway-models.js';
 export type { PromptImageKind } from './runway-prompt-image.js';
 export type { RunwayTaskStatus } from './runway-task-timeline.js';
+export type { ConcurrencyOption } from './runway-tier.js';
 
 export interface SandboxRunwayFaults {
   /** Any /v1 request answers 502, as a flaky gateway would. */
@@ -57,6 +56,19 @@ export interface SandboxRunwayFaults {
   neverFinishRate?: number;
   /** The first GET of an output URL answers 403 although the URL is valid. */
   outputForbiddenRate?: number;
+  /**
+   * A created task fails with a temporary code (`INTERNAL`, `THIRD_PARTY.UNAVAILABLE` or
+   * `INPUT_PREPROCESSING.INTERNAL`); the last on leaving PENDING, the others at the end.
+   */
+  transientFailureRate?: number;
+  /** Every GET of a succeeded task's output URLs answers 200 with a CDN's HTML error page, never the video. */
+  htmlOutputRate?: number;
+  /**
+   * The first GET of an output URL answers 200 with a CDN's HTML error page, drawn per URL
+   * as `outputForbiddenRate` is: that URL fetched again, or a fresh URL whose draw did not
+   * fire, serves the video.
+   */
+  htmlOutputFirstFetchRate?: number;
 }
 
 export interface SandboxRunwayOptions {
@@ -67,12 +79,21 @@ export interface SandboxRunwayOptions {
   /** Drives fault injection; default `createRng(1)`. */
   rng?: () => number;
   faults?: SandboxRunwayFaults;
-  /** Time from create to SUCCEEDED; default 8000. */
+  /** Time from getting a concurrency slot (at create, without a limit) to SUCCEEDED; default 8000. */
   generationMs?: number;
   /** When set, outputs are generated MP4-typed streams of this many bytes instead of the sample clip. */
   outputBytes?: number;
   /** Lifetime of output URLs; default 24 h, the short end of Runway's 24-48 h. */
   outputUrlTtlMs?: number;
+  /**
+   * Tasks of a model generating at once; tasks over the limit wait THROTTLED, first come
+   * first served. Default: no limit (the organization then reports 1000).
+   */
+  concurrency?: ConcurrencyOption;
+  /** Creates per model and UTC day before a create answers 429; default 1000. */
+  dailyLimit?: number;
+  /** Keep every prompt image received, for `promptImageBytes`; off so long runs do not hold every photo. */
+  keepPromptImages?: boolean;
 }
 
 export interface SandboxRunwayTask {
@@ -83,8 +104,15 @@ export interface SandboxRunwayTask {
   readonly duration: number;
   readonly promptText: string | undefined;
   readonly promptImageKind: PromptImageKind;
+  /**
+   * What arrived as the prompt image (the first frame when there are two); undefined for
+   * an https URL, which the sandbox does not fetch.
+   */
+  readonly promptImage: ReceivedImage | undefined;
   readonly status: RunwayTaskStatus;
   readonly progress: number | undefined;
+  /** Time spent THROTTLED so far, waiting for a concurrency slot. */
+  readonly throttledMs: number;
   /** ISO time, as the API reports it. */
   readonly createdAt: string;
   readonly failureCode: string | undefined;
@@ -98,6 +126,10 @@ export interface SandboxRunwayTask {
   readonly deleted: boolean;
   /** GET /v1/tasks/{id} requests seen for this task. */
   readonly polls: number;
+  /** Every request for this task's outputs answers a CDN's HTML error page (`htmlOutputRate`). */
+  readonly htmlOutput: boolean;
+  /** Output requests answered with the HTML error page, by either HTML fault. */
+  readonly htmlOutputsServed: number;
 }
 
 export interface SandboxRunwayUpload {
@@ -115,25 +147,32 @@ export interface SandboxRunway {
   outputSha256(taskId: string): string;
   /** Uploads whose multipart POST succeeded, oldest first. */
   uploads(): readonly SandboxRunwayUpload[];
+  /** The prompt image bytes of a task, when `keepPromptImages` is on and the image was received. */
+  promptImageBytes(taskId: string): Buffer | undefined;
+  /**
+   * The next `count` (default 1) created tasks — only those whose promptText includes
+   * `promptIncludes`, when given — fail with `code`, whatever else would have happened
+   * to them. Scripts queue up in the order given.
+   */
+  failNextTasks(options: ScriptedFailure): void;
+  /** The most tasks (of `model`, or of all models) that were THROTTLED at one moment so far. */
+  maxThrottledAtOnce(model?: RunwayModel): number;
+  /** The most tasks (of `model`, or of all models) that held a concurrency slot at one moment so far. */
+  maxActiveAtOnce(model?: RunwayModel): number;
 }
 
-interface TaskRecord {
-  readonly id: string;
-  readonly request: ImageToVideoRequest;
-  readonly promptImageKind: PromptImageKind;
-  readonly credits: number;
-  timeline: TaskTimeline;
-  deleted: boolean;
-  polls: number;
-}
+/** One prompt image as the create found it: rejected outright, or accepted with what was received. */
+type InspectedImage =
+  | { readonly kind: 'ok'; readonly verdict: ImageVerdict | undefined; readonly bytes: Buffer | undefined }
+  | { readonly kind: 'invalid'; readonly code: string; readonly message: string };
 
 const DEFAULT_GENERATION_MS = 8000;
 const DEFAULT_OUTPUT_URL_TTL_MS = 24 * 60 * 60 * 1000;
 /** Large enough for a data URI at its 5,242,880-character limit plus the rest of the JSON. */
 const JSON_BODY_MAX_BYTES = 8 * 1024 * 1024;
 const STARTING_CREDIT_BALANCE = 100_000;
-const TIER_LIMITS = { maxConcurrentGenerations: 5, maxDailyGenerations: 1000 } as const;
-const DAY_MS = 24 * 60 * 60 * 1000;
+const DAILY_LIMIT_MESSAGE =
+  'You have exceeded the daily task limit for this model. Please try again tomorrow or contact sales to raise your limit.';
 
 const TASK_PATH = /^\/v1\/tasks\/([^/]+)$/;
 const OUTPUT_PATH = /^\/outputs\/([^/]+)\.mp4$/;
@@ -144,8 +183,11 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
   const faults = options.faults ?? {};
   const generationMs = options.generationMs ?? DEFAULT_GENERATION_MS;
   const outputUrlTtlMs = options.outputUrlTtlMs ?? DEFAULT_OUTPUT_URL_TTL_MS;
+  const keepPromptImages = options.keepPromptImages ?? false;
+  const tier = createTier(options.concurrency, options.dailyLimit);
+  const scriptedFailures = createScriptedFailures();
   const secret = randomBytes(32);
-  const taskRecords = new Map<string, TaskRecord>();
+  const taskRecords = createTaskRecords((model) => tier.concurrencyOf(model));
   const uploadSlots = new Map<string, UploadSlot>();
   const uploadsByUri = new Map<string, UploadSlot>();
   const completedUploads: UploadSlot[] = [];
@@ -192,7 +234,8 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
   }
 
   function snapshot(task: TaskRecord): SandboxRunwayTask {
-    const phase = taskPhaseAt(task.timeline, Date.now());
+    const nowMs = Date.now();
+    const phase = taskRecords.phaseOf(task, nowMs);
     const succeeded = phase.status === 'SUCCEEDED';
     return {
       id: task.id,
@@ -201,8 +244,10 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
       duration: effectiveDurationSeconds(task.request),
       promptText: task.request.promptText,
       promptImageKind: task.promptImageKind,
+      promptImage: task.promptImage,
       status: phase.status,
       progress: phase.progress,
+      throttledMs: taskRecords.throttledMs(task, nowMs),
       createdAt: new Date(task.timeline.createdAtMs).toISOString(),
       failureCode: phase.failureCode,
       failure: phase.failureCode === undefined ? undefined : failureText(phase.failureCode),
@@ -213,6 +258,8 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
       },
       deleted: task.deleted,
       polls: task.polls,
+      htmlOutput: task.htmlOutput,
+      htmlOutputsServed: task.htmlOutputsServed,
     };
   }
 
@@ -283,7 +330,7 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
     if (url.pathname === '/v1/image_to_video') {
       if (method !== 'POST') return sendMethodNotAllowed(res, 'POST');
       if (!isJsonRequest(req)) return sendJson(res, 400, { error: 'Content-Type must be application/json' });
-      createTask(res, body.buffer);
+      await createTask(res, body.buffer);
     } else if (task !== null) {
       const id = decodeURIComponent(task[1] ?? '');
       if (method === 'GET') getTask(res, id);
@@ -301,71 +348,88 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
     }
   }
 
-  function createTask(res: ServerResponse, body: Buffer): void {
+  async function createTask(res: ServerResponse, body: Buffer): Promise<void> {
     const parsed = imageToVideoRequestSchema.safeParse(tryJson(body));
     if (!parsed.success) return sendValidationError(res, toRunwayIssues(parsed.error.issues));
     const request = parsed.data;
 
     const images = typeof request.promptImage === 'string' ? [request.promptImage] : request.promptImage.map((frame) => frame.uri);
-    let failureCode = findFailureMarker(request.promptText ?? '');
+    const received: { verdict: ImageVerdict; bytes: Buffer | undefined }[] = [];
     for (const [index, image] of images.entries()) {
       const path: (string | number)[] =
         typeof request.promptImage === 'string' ? ['promptImage'] : ['promptImage', index, 'uri'];
-      const inspected = inspectPromptImage(image);
+      const inspected = await inspectPromptImage(image);
       if (inspected.kind === 'invalid') {
         return sendValidationError(res, [{ code: inspected.code, path, message: inspected.message }]);
       }
-      failureCode ??= inspected.failureMarker;
+      if (inspected.verdict !== undefined) received.push({ verdict: inspected.verdict, bytes: inspected.bytes });
     }
 
-    if (chance(rng, faults.create429Rate)) {
-      sendJson(res, 429, {
-        error: 'You have exceeded the daily task limit for this model. Please try again tomorrow or contact sales to raise your limit.',
-      });
+    // From here on nothing awaits, so the daily count cannot change between the check and the new task.
+    const nowMs = Date.now();
+    if (chance(rng, faults.create429Rate) || taskRecords.dailyGenerations(request.model, nowMs) >= tier.dailyLimit) {
+      sendJson(res, 429, { error: DAILY_LIMIT_MESSAGE });
       return;
     }
 
-    let outcome: TaskOutcome = { kind: 'succeed' };
-    if (failureCode !== undefined) outcome = { kind: 'fail-input', failureCode };
-    else if (chance(rng, faults.safetyRate)) outcome = { kind: 'fail-output', failureCode: 'SAFETY.OUTPUT.VIDEO' };
-    else if (chance(rng, faults.neverFinishRate)) outcome = { kind: 'never-finish' };
-
     const id = randomUUID();
     const credits = estimateCredits(request);
-    taskRecords.set(id, {
+    const outcome = planOutcome(request, received.map((image) => image.verdict));
+    taskRecords.add({
       id,
       request,
       promptImageKind: promptImageKind(images[0] ?? ''),
+      promptImage: received[0]?.verdict.image,
+      promptImageBytes: keepPromptImages ? received[0]?.bytes : undefined,
       credits,
-      timeline: { createdAtMs: Date.now(), generationMs, outcome },
+      htmlOutput: outcome.kind === 'succeed' && chance(rng, faults.htmlOutputRate),
+      timeline: { createdAtMs: nowMs, generationMs, outcome },
       deleted: false,
       polls: 0,
+      htmlOutputsServed: 0,
     });
     sendJson(res, 200, { id, estimatedCost: { credits } });
   }
 
-  type InspectedImage =
-    | { readonly kind: 'ok'; readonly failureMarker: string | undefined }
-    | { readonly kind: 'invalid'; readonly code: string; readonly message: string };
+  /**
+   * A test's script wins over everything; then an unusable input, which Runway finds
+   * first; then markers and the picture itself; then the random faults.
+   */
+  function planOutcome(request: ImageToVideoRequest, verdicts: readonly ImageVerdict[]): TaskOutcome {
+    const scripted = scriptedFailures.take(request.promptText);
+    if (scripted !== undefined) return failureOutcome(scripted);
+    const inputFailure =
+      verdicts.find((verdict) => verdict.failureCode === ASSET_INVALID)?.failureCode ??
+      findFailureMarker(request.promptText ?? '') ??
+      verdicts.find((verdict) => verdict.failureCode !== undefined)?.failureCode;
+    if (inputFailure !== undefined) return failureOutcome(inputFailure);
+    const transient = drawTransientFailure(rng, faults.transientFailureRate);
+    if (transient !== undefined) return failureOutcome(transient);
+    if (chance(rng, faults.safetyRate)) return { kind: 'fail-output', failureCode: 'SAFETY.OUTPUT.VIDEO' };
+    if (chance(rng, faults.neverFinishRate)) return { kind: 'never-finish' };
+    return { kind: 'succeed' };
+  }
 
-  function inspectPromptImage(image: string): InspectedImage {
+  /** https URLs are not fetched: Runway would, but the sandbox never leaves the machine. */
+  async function inspectPromptImage(image: string): Promise<InspectedImage> {
     const kind = promptImageKind(image);
-    if (kind === 'https') return { kind: 'ok', failureMarker: undefined };
+    if (kind === 'https') return { kind: 'ok', verdict: undefined, bytes: undefined };
     if (kind === 'data') {
       const bytes = decodeDataUri(image);
-      if (sniffImageFormat(bytes) === undefined) {
+      const verdict = await checkImage(bytes);
+      if (verdict === undefined) {
         return { kind: 'invalid', code: 'ASSET.INVALID', message: 'Invalid asset: the data URI is not a JPEG, PNG or WebP image' };
       }
-      return { kind: 'ok', failureMarker: findFailureMarker(bytes.subarray(0, MARKER_SCAN_BYTES)) };
+      return { kind: 'ok', verdict, bytes };
     }
     const slot = uploadsByUri.get(image);
     if (slot?.received === undefined || Date.now() > slot.createdAtMs + UPLOAD_URI_TTL_MS) {
       return { kind: 'invalid', code: 'ASSET.NOT_FOUND', message: 'Invalid asset: the runway:// URI does not exist or has expired' };
     }
-    if (slot.received.format === undefined) {
+    if (slot.received.verdict === undefined) {
       return { kind: 'invalid', code: 'ASSET.INVALID', message: 'Invalid asset: the uploaded file is not a JPEG, PNG or WebP image' };
     }
-    return { kind: 'ok', failureMarker: slot.received.failureMarker };
+    return { kind: 'ok', verdict: slot.received.verdict, bytes: slot.received.kept };
   }
 
   function getTask(res: ServerResponse, id: string): void {
@@ -376,7 +440,7 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
       return;
     }
     task.polls += 1;
-    const phase = taskPhaseAt(task.timeline, Date.now());
+    const phase = taskRecords.phaseOf(task, Date.now());
     sendJson(res, 200, {
       id: task.id,
       status: phase.status,
@@ -395,8 +459,7 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
       sendJson(res, 404, { error: 'Task not found' });
       return;
     }
-    const nowMs = Date.now();
-    if (!isTerminal(taskPhaseAt(task.timeline, nowMs).status)) task.timeline = { ...task.timeline, cancelledAtMs: nowMs };
+    taskRecords.cancel(task, Date.now());
     task.deleted = true;
     res.writeHead(204);
     res.end();
@@ -424,14 +487,14 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
       else sendS3Error(res, 405, 'MethodNotAllowed', 'The specified method is not allowed against this resource.');
       return;
     }
-    const outcome = await receiveUpload(slot, req, Date.now());
+    const outcome = await receiveUpload(slot, req, Date.now(), { keepBytes: keepPromptImages });
     record(req, subpath, undefined, outcome.requestBytes);
     if (outcome.kind === 'rejected') {
       sendS3Error(res, outcome.status, outcome.code, outcome.message);
       return;
     }
     if (slot.received === undefined) completedUploads.push(slot);
-    slot.received = outcome.image;
+    slot.received = outcome.upload;
     res.writeHead(204);
     res.end();
   }
@@ -459,6 +522,12 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
       sendS3Error(res, 403, 'AccessDenied', 'Access denied');
       return;
     }
+    if (task.htmlOutput || (firstFetch && chance(rng, faults.htmlOutputFirstFetchRate))) {
+      task.htmlOutputsServed += 1;
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': CDN_ERROR_PAGE.length, 'cache-control': 'no-store' });
+      res.end(method === 'HEAD' ? undefined : CDN_ERROR_PAGE);
+      return;
+    }
 
     res.writeHead(200, { 'content-type': 'video/mp4', 'content-length': outputSize(), 'cache-control': 'private, max-age=86400' });
     if (method === 'HEAD') {
@@ -472,27 +541,18 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
 
   function organization(): unknown {
     const nowMs = Date.now();
-    const dayStartMs = nowMs - (nowMs % DAY_MS);
     let spent = 0;
-    const daily = new Map<RunwayModel, number>();
-    for (const task of taskRecords.values()) {
-      const status = taskPhaseAt(task.timeline, nowMs).status;
-      // Credits are held while a task runs and refunded when it fails or is cancelled.
+    for (const task of taskRecords.all()) {
+      const status = taskRecords.phaseOf(task, nowMs).status;
+      // Credits are held while a task waits or runs, and refunded when it fails or is cancelled.
       if (status !== 'FAILED' && status !== 'CANCELLED') spent += task.credits;
-      if (task.timeline.createdAtMs >= dayStartMs) {
-        daily.set(task.request.model, (daily.get(task.request.model) ?? 0) + 1);
-      }
     }
-    return {
-      creditBalance: STARTING_CREDIT_BALANCE - spent,
-      tier: { models: Object.fromEntries(RUNWAY_MODELS.map((model) => [model, { ...TIER_LIMITS }])) },
-      usage: { models: Object.fromEntries(RUNWAY_MODELS.map((model) => [model, { dailyGenerations: daily.get(model) ?? 0 }])) },
-    };
+    return organizationBody(tier, STARTING_CREDIT_BALANCE - spent, (model) => taskRecords.dailyGenerations(model, nowMs));
   }
 
   return {
     handle,
-    tasks: () => [...taskRecords.values()].map(snapshot),
+    tasks: () => taskRecords.all().map(snapshot),
     task: (id) => {
       const task = taskRecords.get(id);
       return task === undefined ? undefined : snapshot(task);
@@ -500,5 +560,9 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
     outputSha256,
     uploads: () =>
       completedUploads.map((slot) => ({ runwayUri: slot.runwayUri, filename: slot.filename, bytes: slot.received?.bytes ?? 0 })),
+    promptImageBytes: (taskId) => taskRecords.get(taskId)?.promptImageBytes,
+    failNextTasks: (failure) => scriptedFailures.add(failure),
+    maxThrottledAtOnce: (model) => taskRecords.maxThrottledAtOnce(model, Date.now()),
+    maxActiveAtOnce: (model) => taskRecords.maxActiveAtOnce(model, Date.now()),
   };
 }

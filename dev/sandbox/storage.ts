@@ -18,6 +18,8 @@ export interface StorageFaults {
   readonly resetRate?: number;
   /** Answer a signed GET or upload with the Supabase "exp claim" InvalidJWT 400. */
   readonly expiredTokenRate?: number;
+  /** Store the upload completely, then destroy the connection without any answer. */
+  readonly lostAnswerRate?: number;
 }
 
 export interface SandboxStorageOptions {
@@ -34,6 +36,11 @@ export interface SandboxStorageOptions {
   /** Keep only size and sha256 of uploaded videos (benchmarks, large test bodies). */
   readonly discardVideoBytes?: boolean;
   readonly signingSecret?: string;
+  /**
+   * Read the whole body before answering a refused upload, and keep the connection open.
+   * Off by default: Supabase answers at once and closes the connection under the sender.
+   */
+  readonly gentleRefusal?: boolean;
 }
 
 export interface StoredObject {
@@ -186,18 +193,26 @@ interface Meter extends Transform {
 }
 
 /**
- * Hashes and counts bytes on their way to disk. Past the size limit it keeps reading but
- * stops passing bytes on, so the client still gets the 413 answer instead of a reset.
+ * Hashes and counts bytes on their way to disk. Past the size limit it either stops there
+ * and calls `onOverLimit` (Supabase stops reading at the limit), or, without it, keeps
+ * reading without passing bytes on so a gentle server can answer 413 after the whole body.
  */
-function createMeter(maxBytes: number, received: ByteCounter, onFirstBytes?: () => void): Meter {
+function createMeter(
+  maxBytes: number,
+  received: ByteCounter,
+  hooks: { readonly onOverLimit?: (() => void) | undefined; readonly onFirstBytes?: (() => void) | undefined },
+): Meter {
   const hash = createHash('sha256');
   let size = 0;
+  let onFirstBytes = hooks.onFirstBytes;
   const meter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       size += chunk.length;
       received.bytes += chunk.length;
       if (size > maxBytes) {
-        callback();
+        // Holding the callback stops the flow: nothing more is read from the client.
+        if (hooks.onOverLimit) hooks.onOverLimit();
+        else callback();
         return;
       }
       hash.update(chunk);
@@ -236,7 +251,9 @@ async function drain(req: IncomingMessage, received: ByteCounter): Promise<void>
 /**
  * Supabase Storage's signed URLs as the worker sees them (contract §1.2 and §6): signed
  * GET for photos, signed upload with upsert off for videos, errors as HTTP 400 with the
- * real status code in the JSON body.
+ * real status code in the JSON body. An upload it refuses (token, existing object, size) is
+ * answered before its body is read, and the connection closed under the sender, unless
+ * `gentleRefusal` is set.
  */
 export function createSandboxStorage(options: SandboxStorageOptions): SandboxStorage {
   const root = join(options.dataDir, 'storage');
@@ -245,6 +262,7 @@ export function createSandboxStorage(options: SandboxStorageOptions): SandboxSto
   const uploadTtlSeconds = options.uploadTokenTtlSeconds ?? DEFAULT_UPLOAD_TOKEN_TTL_SECONDS;
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES;
   const faults = options.faults ?? {};
+  const gentle = options.gentleRefusal === true;
   const objects = new Map<string, ObjectRecord>();
   const attempts = new Map<string, number>();
   // Keys whose upload finished streaming and is being moved into place; a racing upload
@@ -341,9 +359,24 @@ export function createSandboxStorage(options: SandboxStorageOptions): SandboxSto
     await pipeline(createReadStream(fileFor(bucket, path)), res);
   }
 
-  interface UploadResult {
-    readonly error?: StorageError;
-    readonly reset?: boolean;
+  /** How a signed upload ended, once its body was read (or given up on). */
+  type UploadResult =
+    | { readonly kind: 'stored' }
+    /** Refused after reading part of the body (`bodyLeft`) or all of it. */
+    | { readonly kind: 'refused'; readonly error: StorageError; readonly bodyLeft: boolean }
+    /** The connection went (client gone, or the reset fault): nobody to answer. */
+    | { readonly kind: 'reset' }
+    /** Stored, but the answer is to be lost (fault). */
+    | { readonly kind: 'stored-answer-lost' };
+
+  const isTaken = (key: string): boolean => objects.has(key) || committing.has(key);
+
+  /** What Supabase checks before it reads a byte of an upload body: the object and the declared size. */
+  function refusalBeforeBody(req: IncomingMessage, bucket: StorageBucket, path: string): StorageError | undefined {
+    if (isTaken(objectKey(bucket, path))) return DUPLICATE;
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxUploadBytes) return tooLarge();
+    return undefined;
   }
 
   async function receiveUpload(
@@ -353,35 +386,47 @@ export function createSandboxStorage(options: SandboxStorageOptions): SandboxSto
     received: ByteCounter,
   ): Promise<UploadResult> {
     const key = objectKey(bucket, path);
-    if (objects.has(key) || committing.has(key)) return { error: DUPLICATE };
     const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > maxUploadBytes) return { error: tooLarge() };
-
     const resetPartWay = chance(options.rng, faults.resetRate);
-    if (resetPartWay && declared === 0) return { reset: true };
-    const meter = createMeter(
-      maxUploadBytes,
-      received,
-      resetPartWay ? () => meter.destroy(new ConnectionResetFault('sandbox fault: connection reset')) : undefined,
-    );
+    if (resetPartWay && declared === 0) return { kind: 'reset' };
+    let stopAtLimit: () => void = () => undefined;
+    const atLimit = new Promise<'at-limit'>((resolve) => {
+      stopAtLimit = () => resolve('at-limit');
+    });
+    const meter = createMeter(maxUploadBytes, received, {
+      onOverLimit: gentle ? undefined : stopAtLimit,
+      onFirstBytes: resetPartWay ? () => meter.destroy(new ConnectionResetFault('sandbox fault: connection reset')) : undefined,
+    });
     const keepBytes = !(bucket === 'generated-videos' && options.discardVideoBytes === true);
     const tmpFile = join(tmpDir, randomUUID());
     const sink = keepBytes ? createWriteStream(tmpFile) : discardSink();
-    try {
-      await pipeline(req, meter, sink);
-    } catch {
-      // The client went away part-way (or the reset fault fired): nothing is stored.
+    const discardTmp = async (): Promise<void> => {
       if (keepBytes) await rm(tmpFile, { force: true });
-      return { reset: true };
+    };
+    const streamed = pipeline(req, meter, sink).then(
+      () => 'complete' as const,
+      () => 'broken' as const,
+    );
+    const ending = await Promise.race([streamed, atLimit]);
+    if (ending === 'at-limit') {
+      // The rest of the body is still on its way: the caller answers and closes, which
+      // breaks the pipeline; the partial file goes once it has.
+      void streamed.then(discardTmp);
+      return { kind: 'refused', error: tooLarge(), bodyLeft: true };
+    }
+    if (ending === 'broken') {
+      // The client went away part-way (or the reset fault fired): nothing is stored.
+      await discardTmp();
+      return { kind: 'reset' };
     }
     if (resetPartWay || meter.overLimit()) {
-      if (keepBytes) await rm(tmpFile, { force: true });
+      await discardTmp();
       // An empty chunked body never reached the meter: the reset fault still fires.
-      return resetPartWay ? { reset: true } : { error: tooLarge() };
+      return resetPartWay ? { kind: 'reset' } : { kind: 'refused', error: tooLarge(), bodyLeft: false };
     }
-    if (objects.has(key) || committing.has(key)) {
-      if (keepBytes) await rm(tmpFile, { force: true });
-      return { error: DUPLICATE };
+    if (isTaken(key)) {
+      await discardTmp();
+      return { kind: 'refused', error: DUPLICATE, bodyLeft: false };
     }
     committing.add(key);
     try {
@@ -395,7 +440,7 @@ export function createSandboxStorage(options: SandboxStorageOptions): SandboxSto
     } finally {
       committing.delete(key);
     }
-    return {};
+    return chance(options.rng, faults.lostAnswerRate) ? { kind: 'stored-answer-lost' } : { kind: 'stored' };
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse, subpath: string): Promise<void> {
@@ -426,6 +471,39 @@ export function createSandboxStorage(options: SandboxStorageOptions): SandboxSto
     if (!res.destroyed) sendJson(res, error.httpStatus, error.body);
   }
 
+  /**
+   * Refuses an upload whose body is still coming. Supabase answers at once and the
+   * connection is closed under the sender (contract §6): a client still writing reads the
+   * answer, then a reset or EPIPE. The gentle mode reads the rest first and keeps the
+   * connection.
+   */
+  async function refuseUpload(req: IncomingMessage, res: ServerResponse, received: ByteCounter, error: StorageError): Promise<void> {
+    if (gentle) {
+      await answerAfterDrain(req, res, received, error);
+      return;
+    }
+    // Captured now: once the body stream is destroyed the request no longer points at its socket.
+    const socket = req.socket;
+    if (res.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const text = JSON.stringify(error.body);
+      res.writeHead(error.httpStatus, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(text),
+        connection: 'close',
+      });
+      // The answer is in the kernel's hands once `end` calls back; then the unread body
+      // makes the close a reset, as it does in front of Supabase.
+      res.end(text, () => {
+        socket.destroy();
+        // A body still being piped somewhere would otherwise wait for bytes that never come.
+        req.destroy();
+        resolve();
+      });
+      res.once('close', resolve);
+    });
+  }
+
   async function route(req: IncomingMessage, res: ServerResponse, subpath: string, received: ByteCounter): Promise<void> {
     const method = req.method ?? '';
     // Captured now: once the body stream is destroyed the request no longer points at its socket.
@@ -441,40 +519,50 @@ export function createSandboxStorage(options: SandboxStorageOptions): SandboxSto
       return;
     }
     const { bucket, path } = target;
+    const refuse = target.kind === 'upload' ? refuseUpload : answerAfterDrain;
     if (target.kind === 'upload' && isBucket(bucket) && isValidKey(path)) {
       const key = objectKey(bucket, path);
       attempts.set(key, (attempts.get(key) ?? 0) + 1);
     }
     if (!isBucket(bucket)) {
-      await answerAfterDrain(req, res, received, storageError('404', 'Bucket not found', 'Bucket not found'));
+      await refuse(req, res, received, storageError('404', 'Bucket not found', 'Bucket not found'));
       return;
     }
     if (!isValidKey(path)) {
-      await answerAfterDrain(req, res, received, storageError('400', 'InvalidKey', `Invalid key: ${path}`));
+      await refuse(req, res, received, storageError('400', 'InvalidKey', `Invalid key: ${path}`));
       return;
     }
     const tokenError = chance(options.rng, faults.expiredTokenRate)
       ? EXPIRED_TOKEN
       : verify(target.token, objectKey(bucket, path), target.kind);
     if (tokenError) {
-      await answerAfterDrain(req, res, received, tokenError);
+      await refuse(req, res, received, tokenError);
       return;
     }
     if (target.kind === 'download') {
       await serveDownload(req, res, bucket, path);
       return;
     }
+    const early = refusalBeforeBody(req, bucket, path);
+    if (early) {
+      await refuse(req, res, received, early);
+      return;
+    }
     const result = await receiveUpload(req, bucket, path, received);
-    if (result.reset) {
-      socket.destroy();
-      res.destroy();
-      return;
+    switch (result.kind) {
+      case 'reset':
+      case 'stored-answer-lost':
+        socket.destroy();
+        res.destroy();
+        return;
+      case 'refused':
+        if (result.bodyLeft) await refuseUpload(req, res, received, result.error);
+        else if (!res.destroyed) sendJson(res, result.error.httpStatus, result.error.body);
+        return;
+      case 'stored':
+        sendJson(res, 200, { Key: objectKey(bucket, path) });
+        return;
     }
-    if (result.error) {
-      await answerAfterDrain(req, res, received, result.error);
-      return;
-    }
-    sendJson(res, 200, { Key: objectKey(bucket, path) });
   }
 
   async function putObject(bucket: StorageBucket, path: string, bytes: Uint8Array, contentType?: string): Promise<StoredObject> {

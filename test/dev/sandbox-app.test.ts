@@ -6,7 +6,8 @@ import { z } from 'zod';
 import { startSandbox } from '../../dev/sandbox/index.js';
 import type { Sandbox, SandboxOptions } from '../../dev/sandbox/index.js';
 import { demoItems, readFixture, seedSandbox } from '../../dev/sandbox/seed.js';
-import type { NewItem } from '../../dev/sandbox/app-api.js';
+import { APP_500_ERRORS, type AppFaultRoute, type NewItem } from '../../dev/sandbox/app-api.js';
+import { SCRIPTED_FAULT_RATE, scriptedRng } from '../support/scripted-rng.js';
 
 const WORKER_KEY = 'test-worker-key';
 const AUTH = `Worker ${WORKER_KEY}`;
@@ -501,5 +502,175 @@ describe('faults at rate 1', () => {
     await sandbox.close();
     expect(Date.now() - startedAt).toBeLessThan(2000);
     expect(await pending).toBe('dropped');
+  });
+});
+
+const errorAnswer = z.object({ success: z.literal(false), error: z.string() });
+
+/** One call of each fault route for `item` (leased by w1), with the error each answered. */
+async function callEveryRoute(sandbox: Sandbox, itemId: string, photoPath: string): Promise<Record<AppFaultRoute, Answer>> {
+  return {
+    'next-task': await call(sandbox, 'next-task', { worker_id: 'w2' }),
+    'presign-download': await call(sandbox, 'presign', { operation: 'download', storage_path: photoPath }),
+    'presign-upload': await call(sandbox, 'presign', { operation: 'upload', video_item_id: itemId, file_extension: 'mp4' }),
+    heartbeat: await call(sandbox, 'heartbeat', { item_id: itemId, worker_id: 'w1', extend_seconds: 5 }),
+    report: await call(sandbox, 'report', { item_id: itemId, worker_id: 'w1', status: 'failed', error_message: 'x' }),
+  };
+}
+
+describe('the real app’s 500 answers', () => {
+  it('answers each route’s own 500 body with error500Rate 1, and applies nothing', async () => {
+    const sandbox = await start({ faults: { app: { error500Rate: 1 } } });
+    const item = sandbox.app.addItem(newItem());
+    await sandbox.storage.putObject('group-photos', item.photo_storage_path, Buffer.from('jpeg'));
+
+    const answers = await callEveryRoute(sandbox, item.item_id, item.photo_storage_path);
+
+    expect(answers).toEqual({
+      'next-task': { status: 500, json: { success: false, error: 'Failed to fetch tasks' } },
+      'presign-download': { status: 500, json: { success: false, error: 'Failed to generate download URL' } },
+      'presign-upload': { status: 500, json: { success: false, error: 'Failed to generate upload URL' } },
+      heartbeat: { status: 500, json: { success: false, error: 'Internal server error' } },
+      report: { status: 500, json: { success: false, error: 'Failed to update task' } },
+    });
+    expect(APP_500_ERRORS).toEqual(
+      Object.fromEntries(Object.entries(answers).map(([route, answer]) => [route, errorAnswer.parse(answer.json).error])),
+    );
+    expect(sandbox.app.item(item.item_id)).toMatchObject({ status: 'pending', worker_id: null, retry_count: 0, leased_until: null });
+    expect(sandbox.app.reports()).toEqual([]);
+  });
+
+  it('tells a transient download-presign failure from a missing photo by nothing but the photo being there', async () => {
+    const sandbox = await start();
+    const item = sandbox.app.addItem(newItem());
+    await sandbox.storage.putObject('group-photos', item.photo_storage_path, Buffer.from('jpeg'));
+    sandbox.app.failNext('presign-download', 1);
+
+    const transient = await call(sandbox, 'presign', { operation: 'download', storage_path: item.photo_storage_path });
+    const missing = await call(sandbox, 'presign', { operation: 'download', storage_path: 'g/none_original.jpg' });
+
+    expect(transient).toEqual(missing);
+    expect((await call(sandbox, 'presign', { operation: 'download', storage_path: item.photo_storage_path })).status).toBe(200);
+  });
+});
+
+describe('runs of consecutive 500s (error500RunLength)', () => {
+  it('fails the next calls for the same route and item without a draw, and leaves other items alone', async () => {
+    const faults = scriptedRng();
+    const sandbox = await start({ rng: faults.rng, faults: { app: { error500Rate: SCRIPTED_FAULT_RATE, error500RunLength: 3 } } });
+    const a = sandbox.app.addItem(newItem());
+    const b = sandbox.app.addItem(newItem());
+    await lease(sandbox, 'w1');
+    await lease(sandbox, 'w1');
+    const heartbeat = (itemId: string) => call(sandbox, 'heartbeat', { item_id: itemId, worker_id: 'w1', extend_seconds: 30 });
+    const leaseOf = (itemId: string) => sandbox.app.item(itemId)?.leased_until;
+    const leaseOfA = leaseOf(a.item_id);
+
+    faults.fireNext();
+    const statuses = [
+      (await heartbeat(a.item_id)).status,
+      (await heartbeat(b.item_id)).status,
+      (await heartbeat(a.item_id)).status,
+      (await heartbeat(a.item_id)).status,
+    ];
+    expect(leaseOf(a.item_id)).toBe(leaseOfA);
+    statuses.push((await heartbeat(a.item_id)).status);
+
+    expect(statuses).toEqual([500, 200, 500, 500, 200]);
+    expect(secondsFromNow(leaseOf(a.item_id) ?? '')).toBeLessThan(31);
+  });
+
+  it('runs over the route alone for next-task, which names no item', async () => {
+    const faults = scriptedRng();
+    const sandbox = await start({ rng: faults.rng, faults: { app: { error500Rate: SCRIPTED_FAULT_RATE, error500RunLength: 2 } } });
+    const item = sandbox.app.addItem(newItem());
+
+    faults.fireNext();
+    const first = await call(sandbox, 'next-task', { worker_id: 'w1' });
+    const second = await call(sandbox, 'next-task', { worker_id: 'w2' });
+    expect(sandbox.app.item(item.item_id)?.status).toBe('pending');
+    const third = await call(sandbox, 'next-task', { worker_id: 'w3' });
+
+    expect([first, second].map((answer) => answer.json)).toEqual([
+      { success: false, error: 'Failed to fetch tasks' },
+      { success: false, error: 'Failed to fetch tasks' },
+    ]);
+    expect(leaseAnswer.parse(third.json).data.item_id).toBe(item.item_id);
+    expect(sandbox.app.item(item.item_id)).toMatchObject({ status: 'processing', worker_id: 'w3' });
+  });
+});
+
+describe('failNext', () => {
+  it('fails the next reports of one item with the real body, applying nothing, then lets them through', async () => {
+    const sandbox = await start();
+    const a = sandbox.app.addItem(newItem());
+    const b = sandbox.app.addItem(newItem());
+    await lease(sandbox, 'w1');
+    await lease(sandbox, 'w1');
+    sandbox.app.failNext('report', 2, { itemId: a.item_id });
+    const report = (itemId: string) => call(sandbox, 'report', { item_id: itemId, worker_id: 'w1', status: 'failed', error_message: 'boom' });
+
+    const forB = await report(b.item_id);
+    const forA = [await report(a.item_id), await report(a.item_id)];
+    expect(sandbox.app.item(a.item_id)).toMatchObject({ status: 'processing', retry_count: 0, error_message: null });
+    const third = await report(a.item_id);
+
+    expect(forB.status).toBe(200);
+    expect(forA).toEqual([
+      { status: 500, json: { success: false, error: 'Failed to update task' } },
+      { status: 500, json: { success: false, error: 'Failed to update task' } },
+    ]);
+    expect(third.status).toBe(200);
+    expect(sandbox.app.item(a.item_id)).toMatchObject({ status: 'failed', retry_count: 1 });
+    expect(sandbox.app.reports(a.item_id).map((entry) => entry.applied)).toEqual([true]);
+  });
+
+  it('matches a download presign to the items with that photo', async () => {
+    const sandbox = await start();
+    const a = sandbox.app.addItem(newItem());
+    const b = sandbox.app.addItem(newItem());
+    for (const item of [a, b]) await sandbox.storage.putObject('group-photos', item.photo_storage_path, Buffer.from('jpeg'));
+    sandbox.app.failNext('presign-download', 1, { itemId: a.item_id });
+
+    const forB = await call(sandbox, 'presign', { operation: 'download', storage_path: b.photo_storage_path });
+    const forA = await call(sandbox, 'presign', { operation: 'download', storage_path: a.photo_storage_path });
+    const again = await call(sandbox, 'presign', { operation: 'download', storage_path: a.photo_storage_path });
+
+    expect([forB.status, forA.status, again.status]).toEqual([200, 500, 200]);
+    expect(forA.json).toEqual({ success: false, error: 'Failed to generate download URL' });
+  });
+
+  it('fails the next calls of a route whatever the item when no item is given, and only that route', async () => {
+    const sandbox = await start();
+    const item = sandbox.app.addItem(newItem());
+    await lease(sandbox, 'w1');
+    sandbox.app.failNext('presign-upload', 2);
+
+    const download = await call(sandbox, 'presign', { operation: 'download', storage_path: 'g/none_original.jpg' });
+    const uploads = [
+      await call(sandbox, 'presign', { operation: 'upload', video_item_id: item.item_id, file_extension: 'mp4' }),
+      await call(sandbox, 'presign', { operation: 'upload', video_item_id: 'another-item', file_extension: 'mp4' }),
+      await call(sandbox, 'presign', { operation: 'upload', video_item_id: item.item_id, file_extension: 'mp4' }),
+    ];
+    const heartbeat = await call(sandbox, 'heartbeat', { item_id: item.item_id, worker_id: 'w1' });
+
+    // The missing photo's own 500, not a scripted one.
+    expect(download.json).toEqual({ success: false, error: 'Failed to generate download URL' });
+    expect(uploads.map((answer) => answer.status)).toEqual([500, 500, 200]);
+    expect(uploads[0]?.json).toEqual({ success: false, error: 'Failed to generate upload URL' });
+    expect(heartbeat.status).toBe(200);
+  });
+
+  it('leaves a lease untouched while its heartbeats are failed', async () => {
+    const sandbox = await start();
+    const item = sandbox.app.addItem(newItem());
+    await lease(sandbox, 'w1', { lease_duration_seconds: 600 });
+    const before = sandbox.app.item(item.item_id)?.leased_until;
+    sandbox.app.failNext('heartbeat', 1, { itemId: item.item_id });
+
+    const answer = await call(sandbox, 'heartbeat', { item_id: item.item_id, worker_id: 'w1', extend_seconds: 0 });
+
+    expect(answer).toEqual({ status: 500, json: { success: false, error: 'Internal server error' } });
+    expect(sandbox.app.item(item.item_id)).toMatchObject({ status: 'processing', leased_until: before });
   });
 });

@@ -1,72 +1,32 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
+import type { z } from 'zod';
 import { createRng } from '../../dev/sandbox/random.js';
 import { MultipartParser, type MultipartPart } from '../../dev/sandbox/runway-multipart.js';
-import { createSandboxRunway, type SandboxRunway, type SandboxRunwayOptions } from '../../dev/sandbox/runway.js';
+import {
+  API_KEY,
+  closeSandboxes,
+  createdSchema,
+  dataUri,
+  download,
+  errorOf,
+  formOf,
+  jpeg,
+  organizationSchema,
+  PHOTO,
+  PNG_1X1,
+  sha256,
+  startSandbox,
+  terminal,
+  uploadSchema,
+  VERSION,
+  type Harness,
+} from '../support/sandbox-runway.js';
 
-const API_KEY = 'key_sandbox_test';
-const VERSION = '2024-11-06';
 const FIXTURE = readFileSync(new URL('../../dev/sandbox/fixtures/sample.mp4', import.meta.url));
 
-const createdSchema = z.strictObject({ id: z.uuid(), estimatedCost: z.strictObject({ credits: z.number() }) });
-const taskSchema = z.strictObject({
-  id: z.uuid(),
-  status: z.enum(['PENDING', 'THROTTLED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']),
-  createdAt: z.iso.datetime(),
-  progress: z.number().min(0).max(1).optional(),
-  output: z.array(z.string()).optional(),
-  failure: z.string().optional(),
-  failureCode: z.string().optional(),
-  estimatedCost: z.strictObject({ credits: z.number() }).optional(),
-});
-type TaskBody = z.infer<typeof taskSchema>;
-const errorSchema = z.object({
-  error: z.string(),
-  issues: z.array(z.object({ code: z.string(), path: z.array(z.union([z.string(), z.number()])), message: z.string() })).optional(),
-});
-const uploadSchema = z.strictObject({
-  uploadUrl: z.string(),
-  fields: z.record(z.string(), z.string()),
-  runwayUri: z.string().startsWith('runway://'),
-});
-const organizationSchema = z.object({
-  creditBalance: z.number(),
-  tier: z.object({
-    models: z.record(z.string(), z.object({ maxConcurrentGenerations: z.number(), maxDailyGenerations: z.number() })),
-  }),
-  usage: z.object({ models: z.record(z.string(), z.object({ dailyGenerations: z.number() })) }),
-});
-
-// --- images -----------------------------------------------------------------
-
-/** A JPEG as far as magic bytes go, optionally with a comment (COM) segment. */
-function jpeg(comment?: string): Buffer {
-  const parts = [Buffer.from([0xff, 0xd8])];
-  if (comment !== undefined) {
-    const text = Buffer.from(comment, 'latin1');
-    const length = Buffer.alloc(2);
-    length.writeUInt16BE(text.length + 2);
-    parts.push(Buffer.from([0xff, 0xfe]), length, text);
-  } else {
-    parts.push(Buffer.from([0xff, 0xe0, 0x00, 0x02]));
-  }
-  parts.push(Buffer.from([0xff, 0xd9]));
-  return Buffer.concat(parts);
-}
-
-const PNG_1X1 = Buffer.from(
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==',
-  'base64',
-);
-
-function dataUri(bytes: Buffer, type = 'jpeg'): string {
-  return `data:image/${type};base64,${bytes.toString('base64')}`;
-}
+afterEach(closeSandboxes);
 
 /** A PNG data URI of exactly `chars` characters: the 1x1 PNG followed by zero padding, unpadded base64. */
 function pngDataUriOfLength(chars: number): string {
@@ -78,115 +38,6 @@ function pngDataUriOfLength(chars: number): string {
   const uri = prefix + payload.toString('base64').replace(/=+$/, '');
   expect(uri.length).toBe(chars);
   return uri;
-}
-
-const PHOTO = dataUri(jpeg());
-
-// --- server -----------------------------------------------------------------
-
-interface Harness {
-  readonly runway: SandboxRunway;
-  readonly records: RecordedRequest[];
-  readonly base: string;
-  api(path: string, init?: { method?: string; body?: unknown; headers?: Record<string, string> }): Promise<Response>;
-  create(body: Record<string, unknown>): Promise<Response>;
-  createTask(body?: Record<string, unknown>): Promise<string>;
-  getTask(id: string): Promise<TaskBody>;
-  waitFor(id: string, done: (task: TaskBody) => boolean, timeoutMs?: number): Promise<TaskBody[]>;
-}
-
-const closers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  await Promise.all(closers.splice(0).map((close) => close()));
-});
-
-async function startSandbox(options: Partial<SandboxRunwayOptions> = {}): Promise<Harness> {
-  const records: RecordedRequest[] = [];
-  let base = '';
-  const runway = createSandboxRunway({
-    apiKey: API_KEY,
-    publicBaseUrl: () => base,
-    record: (request) => records.push(request),
-    generationMs: 300,
-    ...options,
-  });
-  const server = createServer((req, res) => {
-    const url = req.url ?? '/';
-    if (url.startsWith('/runway/')) {
-      void runway.handle(req, res, url.slice('/runway'.length));
-    } else {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('server has no port');
-  base = `http://127.0.0.1:${String(address.port)}/runway`;
-  closers.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-
-  const api: Harness['api'] = (path, init = {}) =>
-    fetch(`${base}${path}`, {
-      method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
-      headers: {
-        authorization: `Bearer ${API_KEY}`,
-        'x-runway-version': VERSION,
-        ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...init.headers,
-      },
-      ...(init.body === undefined ? {} : { body: typeof init.body === 'string' ? init.body : JSON.stringify(init.body) }),
-    });
-  const create: Harness['create'] = (body) => api('/v1/image_to_video', { body });
-  const getTask: Harness['getTask'] = async (id) => {
-    const res = await api(`/v1/tasks/${id}`);
-    expect(res.status).toBe(200);
-    return taskSchema.parse(await res.json());
-  };
-  return {
-    runway,
-    records,
-    base,
-    api,
-    create,
-    async createTask(body = { model: 'gen4_turbo', promptImage: PHOTO, ratio: '1280:720' }) {
-      const res = await create(body);
-      expect(res.status).toBe(200);
-      return createdSchema.parse(await res.json()).id;
-    },
-    getTask,
-    async waitFor(id, done, timeoutMs = 5000) {
-      const seen: TaskBody[] = [];
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        const task = await getTask(id);
-        seen.push(task);
-        if (done(task)) return seen;
-        await sleep(20);
-      }
-      throw new Error(`task ${id} did not reach the expected state; last seen ${JSON.stringify(seen.at(-1))}`);
-    },
-  };
-}
-
-const terminal = (task: TaskBody): boolean => task.status === 'SUCCEEDED' || task.status === 'FAILED';
-
-async function errorOf(res: Response): Promise<z.infer<typeof errorSchema>> {
-  return errorSchema.parse(await res.json());
-}
-
-function sha256(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-async function download(url: string): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
-  const res = await fetch(url);
-  return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), headers: res.headers };
 }
 
 // --- tests ------------------------------------------------------------------
@@ -495,13 +346,6 @@ describe('an ephemeral upload', () => {
     const res = await sandbox.api('/v1/uploads', { body: { filename, type: 'ephemeral' } });
     expect(res.status).toBe(200);
     return uploadSchema.parse(await res.json());
-  }
-
-  function formOf(fields: Record<string, string>, file: Buffer | undefined, filename = 'photo.jpg'): FormData {
-    const form = new FormData();
-    for (const [name, value] of Object.entries(fields)) form.append(name, value);
-    if (file !== undefined) form.append('file', new Blob([new Uint8Array(file)], { type: 'image/jpeg' }), filename);
-    return form;
   }
 
   it('round-trips: upload slot, multipart POST, then the runway:// URI works as promptImage', async () => {

@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { request } from 'node:http';
+import { request, type IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { startSandbox } from '../../dev/sandbox/index.js';
+import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
 import type { Sandbox, SandboxOptions } from '../../dev/sandbox/index.js';
 import { readFixture } from '../../dev/sandbox/seed.js';
 
@@ -282,5 +285,277 @@ describe('storage faults at rate 1', () => {
     const { sandbox } = await start({ faults: { storage: { expiredTokenRate: 1 } } });
     expect(await put(sandbox.storage.signUpload('generated-videos', VIDEO_PATH), 'x')).toEqual({ status: 400, json: EXPIRED });
     expect(sandbox.storage.has('generated-videos', VIDEO_PATH)).toBe(false);
+  });
+});
+
+const CHUNK_BYTES = 64 * 1024;
+
+/** What a client that writes an upload body slowly saw. */
+interface SlowUpload {
+  /** The status line and headers of the answer, lower-cased names. */
+  readonly status: number | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly json: unknown;
+  /** Body chunks written when the first byte of the answer arrived. */
+  readonly chunksBeforeAnswer: number | undefined;
+  readonly chunksWritten: number;
+  /** The socket error that ended the upload, if one did. */
+  readonly errorCode: string | undefined;
+}
+
+function parseRawAnswer(raw: string): Pick<SlowUpload, 'status' | 'headers' | 'json'> {
+  const [head = '', body = ''] = raw.split('\r\n\r\n');
+  const [statusLine = '', ...headerLines] = head.split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of headerLines) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const status = Number(statusLine.split(' ')[1]);
+  return { status: Number.isFinite(status) ? status : undefined, headers, json: body === '' ? undefined : (JSON.parse(body) as unknown) };
+}
+
+/** The answer is complete once its Content-Length worth of body has arrived. */
+function isCompleteAnswer(raw: string): boolean {
+  const split = raw.indexOf('\r\n\r\n');
+  if (split === -1) return false;
+  const length = /\r\ncontent-length:\s*(\d+)/i.exec(raw.slice(0, split))?.[1];
+  return length !== undefined && Buffer.byteLength(raw.slice(split + 4)) >= Number(length);
+}
+
+/**
+ * A sender on a bare socket that writes its whole body, one 64 KB chunk every 10 ms, whatever
+ * it hears (the first chunk leaves with the headers, as node:http sends it), stops at the
+ * first socket error, and hangs up once it has written everything and heard a whole answer
+ * or the server's hang-up. Before each write it lets the event loop read what has arrived,
+ * as a sender across a network would have: a write into a reset connection fails at once
+ * and Node then drops the socket with the answer unread.
+ */
+function uploadOverRawSocket(url: string, chunks: number, framing: 'content-length' | 'chunked'): Promise<SlowUpload> {
+  const target = new URL(url);
+  const chunk = (): Buffer => {
+    const data = Buffer.alloc(CHUNK_BYTES, 7);
+    return framing === 'chunked' ? Buffer.concat([Buffer.from(`${CHUNK_BYTES.toString(16)}\r\n`), data, Buffer.from('\r\n')]) : data;
+  };
+  return new Promise((resolve) => {
+    let written = 0;
+    let chunksBeforeAnswer: number | undefined;
+    let errorCode: string | undefined;
+    let received = '';
+    const socket = connect({ port: Number(target.port), host: target.hostname, allowHalfOpen: true });
+    const hangUpWhenDone = (): void => {
+      if (written === chunks && isCompleteAnswer(received)) socket.end();
+    };
+    socket.on('data', (data: Buffer) => {
+      chunksBeforeAnswer ??= written;
+      received += data.toString('utf8');
+      hangUpWhenDone();
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      errorCode = error.code;
+    });
+    // Hung up on with the body all sent: nothing more to say. Mid-body, keep writing.
+    socket.on('end', () => {
+      if (written === chunks) socket.end();
+    });
+    socket.on('close', () => resolve({ ...parseRawAnswer(received), chunksBeforeAnswer, chunksWritten: written, errorCode }));
+    const length = framing === 'chunked' ? 'transfer-encoding: chunked' : `content-length: ${chunks * CHUNK_BYTES}`;
+    const head = `PUT ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${target.host}\r\ncontent-type: video/mp4\r\n${length}\r\n\r\n`;
+    socket.write(Buffer.concat([Buffer.from(head), chunk()]));
+    written = 1;
+    const writeNext = (): void => {
+      if (socket.destroyed) return;
+      if (written === chunks) {
+        if (framing === 'chunked') socket.write('0\r\n\r\n');
+        hangUpWhenDone();
+        return;
+      }
+      socket.write(chunk());
+      written += 1;
+      setTimeout(afterPendingReads, 10, writeNext);
+    };
+    setTimeout(afterPendingReads, 10, writeNext);
+  });
+}
+
+/** Calls back after a whole turn of the event loop, its poll phase (socket reads) included. */
+function afterPendingReads(callback: () => void): void {
+  setImmediate(() => setImmediate(callback));
+}
+
+/** The same slow sender through node:http, which sends the first chunk with the headers. */
+function uploadOverNodeHttp(url: string, chunks: number): Promise<SlowUpload> {
+  return new Promise((resolve) => {
+    let written = 0;
+    let chunksBeforeAnswer: number | undefined;
+    let errorCode: string | undefined;
+    let answer: Pick<SlowUpload, 'status' | 'headers' | 'json'> = { status: undefined, headers: {}, json: undefined };
+    const upload = request(url, { method: 'PUT', headers: { 'content-type': 'video/mp4', 'content-length': String(chunks * CHUNK_BYTES) } });
+    upload.on('response', (response) => {
+      chunksBeforeAnswer = written;
+      const parts: Buffer[] = [];
+      response.on('data', (part: Buffer) => parts.push(part));
+      response.on('end', () => {
+        const text = Buffer.concat(parts).toString('utf8');
+        answer = { status: response.statusCode, headers: flatten(response.headers), json: JSON.parse(text) as unknown };
+      });
+    });
+    upload.on('error', (error: NodeJS.ErrnoException) => {
+      errorCode = error.code;
+    });
+    upload.on('close', () => {
+      // Let a response that ended in the same turn settle first.
+      setImmediate(() => resolve({ ...answer, chunksBeforeAnswer, chunksWritten: written, errorCode }));
+    });
+    const writeNext = (): void => {
+      if (upload.destroyed) return;
+      if (written === chunks) {
+        upload.end();
+        return;
+      }
+      upload.write(Buffer.alloc(CHUNK_BYTES, 7));
+      written += 1;
+      setTimeout(afterPendingReads, 10, writeNext);
+    };
+    writeNext();
+  });
+}
+
+function flatten(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (typeof value === 'string') out[name] = value;
+  return out;
+}
+
+function storageRequests(sandbox: Sandbox): RecordedRequest[] {
+  return sandbox.requests().filter((entry) => entry.service === 'storage');
+}
+
+const TOTAL_CHUNKS = 30;
+
+describe('a refused signed upload, as Supabase refuses it', () => {
+  const refusals: readonly {
+    readonly situation: string;
+    readonly answer: unknown;
+    readonly prepare: (sandbox: Sandbox) => Promise<string>;
+    readonly options?: Partial<SandboxOptions>;
+  }[] = [
+    {
+      situation: 'an expired token',
+      answer: EXPIRED,
+      prepare: (sandbox) => Promise.resolve(sandbox.storage.signUpload('generated-videos', VIDEO_PATH, -1)),
+    },
+    {
+      situation: 'a token hit by the expiredTokenRate fault',
+      answer: EXPIRED,
+      options: { faults: { storage: { expiredTokenRate: 1 } } },
+      prepare: (sandbox) => Promise.resolve(sandbox.storage.signUpload('generated-videos', VIDEO_PATH)),
+    },
+    {
+      situation: 'an object that already exists',
+      answer: DUPLICATE,
+      prepare: async (sandbox) => {
+        await sandbox.storage.putObject('generated-videos', VIDEO_PATH, Buffer.from('the first video'));
+        return sandbox.storage.signUpload('generated-videos', VIDEO_PATH);
+      },
+    },
+    {
+      situation: 'a declared Content-Length over the limit',
+      answer: { statusCode: '413', error: 'Payload too large', message: 'The object exceeded the maximum allowed size' },
+      options: { maxUploadBytes: 10 * CHUNK_BYTES },
+      prepare: (sandbox) => Promise.resolve(sandbox.storage.signUpload('generated-videos', VIDEO_PATH)),
+    },
+  ];
+
+  for (const refusal of refusals) {
+    it(`answers ${refusal.situation} before reading the body, then resets the connection under a sender still writing`, async () => {
+      const { sandbox } = await start(refusal.options);
+      const url = await refusal.prepare(sandbox);
+      const before = sandbox.storage.object('generated-videos', VIDEO_PATH);
+
+      const seen = await uploadOverRawSocket(url, TOTAL_CHUNKS, 'content-length');
+
+      expect(seen).toMatchObject({ status: 400, json: refusal.answer, headers: { connection: 'close' } });
+      expect(seen.chunksBeforeAnswer).toBe(1);
+      expect(seen.chunksWritten).toBeLessThan(TOTAL_CHUNKS);
+      expect(['ECONNRESET', 'EPIPE']).toContain(seen.errorCode);
+      const after = sandbox.storage.object('generated-videos', VIDEO_PATH);
+      expect(after === undefined ? undefined : { ...after, uploads: 0 }).toEqual(before);
+      await waitFor(() => storageRequests(sandbox).length === 1);
+      expect(storageRequests(sandbox)[0]?.bytes).toBe(0);
+    });
+  }
+
+  it('answers a node:http sender before it has finished writing, and the request ends there', async () => {
+    const { sandbox } = await start();
+    const seen = await uploadOverNodeHttp(sandbox.storage.signUpload('generated-videos', VIDEO_PATH, -1), TOTAL_CHUNKS);
+
+    expect(seen).toMatchObject({ status: 400, json: EXPIRED, headers: { connection: 'close' } });
+    expect(seen.chunksBeforeAnswer).toBe(1);
+    expect(seen.chunksWritten).toBeLessThan(TOTAL_CHUNKS);
+    expect(sandbox.storage.has('generated-videos', VIDEO_PATH)).toBe(false);
+  });
+
+  it('stops reading a chunked body at the limit, answers 413 and resets the connection', async () => {
+    const limitChunks = 10;
+    const { sandbox, dataDir } = await start({ maxUploadBytes: limitChunks * CHUNK_BYTES });
+
+    const seen = await uploadOverRawSocket(sandbox.storage.signUpload('generated-videos', VIDEO_PATH), TOTAL_CHUNKS, 'chunked');
+
+    expect(seen).toMatchObject({ status: 400, json: { statusCode: '413' }, headers: { connection: 'close' } });
+    expect(seen.chunksBeforeAnswer).toBeGreaterThan(limitChunks);
+    expect(seen.chunksBeforeAnswer).toBeLessThan(TOTAL_CHUNKS);
+    expect(['ECONNRESET', 'EPIPE']).toContain(seen.errorCode);
+    expect(sandbox.storage.has('generated-videos', VIDEO_PATH)).toBe(false);
+    await waitFor(() => storageRequests(sandbox).length === 1);
+    expect(storageRequests(sandbox)[0]?.bytes).toBeLessThanOrEqual((limitChunks + 2) * CHUNK_BYTES);
+    await waitFor(() => readdirSync(join(dataDir, 'storage', '.incoming')).length === 0);
+  });
+
+  it('keeps the connection for the next request after an upload it stored', async () => {
+    const { sandbox } = await start();
+    const seen = await uploadOverRawSocket(sandbox.storage.signUpload('generated-videos', VIDEO_PATH), 3, 'content-length');
+    expect(seen).toMatchObject({ status: 200, json: { Key: `generated-videos/${VIDEO_PATH}` }, errorCode: undefined, chunksBeforeAnswer: 3 });
+    expect(seen.headers['connection']).not.toBe('close');
+    expect(sandbox.storage.object('generated-videos', VIDEO_PATH)?.size).toBe(3 * CHUNK_BYTES);
+  });
+});
+
+describe('a refused signed upload with gentleRefusal', () => {
+  it('reads the whole body before answering, and keeps the connection', async () => {
+    const { sandbox } = await start({ gentleRefusal: true });
+    await sandbox.storage.putObject('generated-videos', VIDEO_PATH, Buffer.from('the first video'));
+
+    const seen = await uploadOverRawSocket(sandbox.storage.signUpload('generated-videos', VIDEO_PATH), 8, 'content-length');
+
+    expect(seen).toMatchObject({ status: 400, json: DUPLICATE, chunksBeforeAnswer: 8, chunksWritten: 8, errorCode: undefined });
+    expect(seen.headers['connection']).not.toBe('close');
+    await waitFor(() => storageRequests(sandbox).length === 1);
+    expect(storageRequests(sandbox)[0]?.bytes).toBe(8 * CHUNK_BYTES);
+  });
+
+  it('reads a chunked body past the limit to its end before answering 413', async () => {
+    const { sandbox } = await start({ gentleRefusal: true, maxUploadBytes: 2 * CHUNK_BYTES });
+
+    const seen = await uploadOverRawSocket(sandbox.storage.signUpload('generated-videos', VIDEO_PATH), 6, 'chunked');
+
+    expect(seen).toMatchObject({ status: 400, json: { statusCode: '413' }, chunksBeforeAnswer: 6, errorCode: undefined });
+    expect(sandbox.storage.has('generated-videos', VIDEO_PATH)).toBe(false);
+    await waitFor(() => storageRequests(sandbox).length === 1);
+    expect(storageRequests(sandbox)[0]?.bytes).toBe(6 * CHUNK_BYTES);
+  });
+});
+
+describe('the lostAnswerRate fault', () => {
+  it('stores the whole upload, then drops the connection without any answer', async () => {
+    const { sandbox } = await start({ faults: { storage: { lostAnswerRate: 1 } } });
+
+    const seen = await uploadOverRawSocket(sandbox.storage.signUpload('generated-videos', VIDEO_PATH), 4, 'content-length');
+
+    expect(seen.status).toBeUndefined();
+    expect(seen.chunksBeforeAnswer).toBeUndefined();
+    expect(seen.chunksWritten).toBe(4);
+    expect(sandbox.storage.object('generated-videos', VIDEO_PATH)).toMatchObject({ size: 4 * CHUNK_BYTES, uploads: 1 });
+    expect(await put(sandbox.storage.signUpload('generated-videos', VIDEO_PATH), 'again')).toEqual({ status: 400, json: DUPLICATE });
   });
 });

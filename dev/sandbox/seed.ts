@@ -4,7 +4,7 @@ import type { SandboxApp, WorkItem } from './app-api.js';
 import type { SandboxStorage } from './storage.js';
 
 /** Demo photos committed next to this file. */
-export const FIXTURE_PHOTOS = ['landscape.jpg', 'portrait-exif6.jpg', 'refused.jpg', 'square.png'] as const;
+export const FIXTURE_PHOTOS = ['landscape.jpg', 'portrait-exif6.jpg', 'refused.jpg', 'square.png', 'panorama-4x1.jpg'] as const;
 export type FixturePhoto = (typeof FIXTURE_PHOTOS)[number];
 
 /** The marker the sandbox Runway looks for in image bytes to fail a task with that code. */

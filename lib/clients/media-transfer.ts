@@ -1,11 +1,13 @@
 import http from 'node:http';
 import https from 'node:https';
-import { Readable, Transform } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { z } from 'zod';
 import { PermanentError, UpstreamError } from '../errors.js';
 import { IDEMPOTENT_RETRY, withRetry } from '../retry.js';
+import { notVideoMessage } from '../decide/failure-message.js';
+import { isVideoOutput, mediaTypeOf, peekStart, VIDEO_SNIFF_BYTES } from '../media/video-sniff.js';
 import { assertAllowedUrl } from '../url-policy.js';
 
 /**
@@ -23,11 +25,18 @@ export const PHOTO_MAX_BYTES = 20 * 1024 * 1024;
 
 const megabytes = (bytes: number): string => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 
-async function fetchWithTimeout(url: URL, service: 'photo' | 'output', timeoutMs: number, signal?: AbortSignal): Promise<Response> {
+async function fetchWithTimeout(
+  url: URL,
+  service: 'photo' | 'output',
+  timeoutMs: number,
+  signal?: AbortSignal,
+  headers?: Record<string, string>,
+): Promise<Response> {
   try {
     return await fetch(url, {
       redirect: 'error',
       signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
+      ...(headers === undefined ? {} : { headers }),
     });
   } catch (error) {
     const timedOut = error instanceof Error && error.name === 'TimeoutError';
@@ -144,10 +153,23 @@ export interface StreamResult {
   readonly expectedBytes: number | undefined;
 }
 
-/** Opens the Runway output. A 401/403/404/410 means the signed URL expired: fetch the task again. */
-export async function openOutput(rawUrl: string, timeoutMs: number, signal: AbortSignal): Promise<{ body: Readable; length: number | undefined }> {
+export interface OpenedOutput {
+  /** Every byte of the output, the sniffed first ones included. */
+  readonly body: Readable;
+  /** Content-Length, when it describes the bytes `body` yields. */
+  readonly length: number | undefined;
+}
+
+/**
+ * Opens the Runway output and checks that it is a video before anyone streams it anywhere:
+ * a video (or generic binary) Content-Type and bytes that open like an MP4. A 401/403/404/410
+ * means the signed URL expired (code `expired`); anything that is not a video is refused
+ * with code `not-video`. Either way the caller can get the task again for a fresh URL.
+ */
+export async function openOutput(rawUrl: string, timeoutMs: number, signal: AbortSignal): Promise<OpenedOutput> {
   const url = assertAllowedUrl(rawUrl, 'output');
-  const response = await fetchWithTimeout(url, 'output', timeoutMs, signal);
+  // Identity, so that Content-Length counts the very bytes that are stored.
+  const response = await fetchWithTimeout(url, 'output', timeoutMs, signal, { 'accept-encoding': 'identity' });
   if (!response.ok || !response.body) {
     await response.body?.cancel();
     const expired = [401, 403, 404, 410].includes(response.status);
@@ -158,15 +180,150 @@ export async function openOutput(rawUrl: string, timeoutMs: number, signal: Abor
     });
   }
   const declared = Number(response.headers.get('content-length') ?? NaN);
-  return {
-    body: Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
-    length: Number.isFinite(declared) ? declared : undefined,
+  const encoded = (response.headers.get('content-encoding') ?? 'identity').trim().toLowerCase() !== 'identity';
+  const length = Number.isFinite(declared) && !encoded ? declared : undefined;
+  const mediaType = mediaTypeOf(response.headers.get('content-type'));
+  const source = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
+  let peeked: { head: Buffer; stream: Readable };
+  try {
+    peeked = await peekStart(source, VIDEO_SNIFF_BYTES);
+  } catch (error) {
+    source.destroy();
+    throw new UpstreamError('output', 'output: download was cut off before its first bytes', { retryable: true, cause: error });
+  }
+  if (!isVideoOutput(mediaType, peeked.head)) {
+    peeked.stream.destroy();
+    throw new UpstreamError('output', notVideoMessage(mediaType, Number.isFinite(declared) ? declared : undefined), {
+      status: response.status,
+      retryable: false,
+      code: NOT_VIDEO,
+    });
+  }
+  return { body: peeked.stream, length };
+}
+
+/** The output URL answered with something that is not a video (an HTML page from a CDN). */
+export const NOT_VIDEO = 'not-video';
+
+/** Bytes of storage's answer worth keeping: its JSON verdict is far smaller. */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+interface StorageAnswer {
+  readonly status: number;
+  readonly body: string;
+}
+
+/**
+ * Storage's answer to one upload request. Once an answer has begun, only the answer itself
+ * decides: a request error after it (storage closing the connection under a sender still
+ * writing) must not hide it. An answer cut off part-way counts as none.
+ */
+function watchAnswer(request: http.ClientRequest): { readonly begun: () => boolean; readonly answer: Promise<StorageAnswer | undefined> } {
+  let begun = false;
+  const answer = new Promise<StorageAnswer | undefined>((resolve) => {
+    request.on('response', (response) => {
+      begun = true;
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      response.on('data', (chunk: Buffer) => {
+        if (kept >= MAX_ANSWER_BYTES) return;
+        chunks.push(chunk);
+        kept += chunk.length;
+      });
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      response.on('error', () => resolve(undefined));
+      response.on('close', () => resolve(undefined));
+    });
+    const noAnswer = (): void => {
+      if (!begun) resolve(undefined);
+    };
+    request.on('error', noAnswer);
+    request.on('close', noAnswer);
+  });
+  return { begun: () => begun, answer };
+}
+
+/**
+ * Calls back after one whole turn of the event loop, its poll phase included, whatever phase
+ * it was called in: an answer that had reached the socket when the loop went round has been
+ * read by then. (From the poll phase, a single setImmediate would run before the next poll.)
+ */
+function afterPendingReads(callback: () => void): void {
+  setImmediate(() => setImmediate(callback));
+}
+
+/** Bytes sent per wait for storage's answer: large enough that waiting costs no throughput. */
+const UPLOAD_BATCH_BYTES = 1024 * 1024;
+
+function lengthMismatch(bytes: number, expected: number): UpstreamError {
+  return new UpstreamError('output', `output: got ${bytes} of ${expected} bytes`, { retryable: true });
+}
+
+/**
+ * The body's way from the source to the upload request. It sends in batches, each only once
+ * storage's answers so far have been read (`afterPendingReads`), and nothing more once
+ * storage has answered. It reads on while a batch waits, up to two batches, so the download
+ * keeps flowing. It breaks the upload off when the source yields more or fewer bytes than
+ * `expected`; the bytes that complete `expected` wait for the source's end, so storage never
+ * receives a whole body from a source that then turns out to be longer.
+ */
+function sendGate(expected: number | undefined, answered: () => boolean): { gate: Transform; sentBytes: () => number } {
+  let received = 0;
+  let sent = 0;
+  const batch: Buffer[] = [];
+  let batchBytes = 0;
+  let releasing = false;
+  let resumeSource: TransformCallback | undefined;
+  const release = (stream: Transform, then?: TransformCallback): void => {
+    releasing = true;
+    afterPendingReads(() => {
+      // Storage has answered: hold the rest back for good (the answer decides, the socket is closing).
+      if (answered()) return;
+      releasing = false;
+      for (const chunk of batch.splice(0)) stream.push(chunk);
+      sent += batchBytes;
+      batchBytes = 0;
+      const waiting = resumeSource;
+      resumeSource = undefined;
+      waiting?.();
+      then?.();
+    });
   };
+  const gate = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      received += chunk.length;
+      if (expected !== undefined && received > expected) {
+        done(lengthMismatch(received, expected));
+        return;
+      }
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      if (!releasing && batchBytes >= UPLOAD_BATCH_BYTES && received !== expected) release(this);
+      if (releasing && batchBytes >= 2 * UPLOAD_BATCH_BYTES) resumeSource = done;
+      else done();
+    },
+    flush(done) {
+      if (expected !== undefined && received !== expected) {
+        done(lengthMismatch(received, expected));
+        return;
+      }
+      // With a release under way, the last batch goes once it has.
+      if (releasing) resumeSource = () => release(this, done);
+      else release(this, done);
+    },
+  });
+  return { gate, sentBytes: () => sent };
 }
 
 /**
  * Streams `source` into a Supabase signed upload URL with PUT. Memory stays flat: the
  * pipeline only reads from the download as fast as the upload socket drains.
+ *
+ * Storage may refuse before reading the body (an expired token, a duplicate, a declared size
+ * over the limit) and close the connection under us (contract §6); its answer is the truth
+ * about the upload. A write into a connection storage has reset fails at once, and Node then
+ * drops the socket with the answer unread: `sendGate` makes sure storage's answers so far are
+ * read before each batch goes out.
  */
 export async function putStream(
   rawTarget: string,
@@ -181,49 +338,49 @@ export async function putStream(
     throw error;
   }
   const transport = target.protocol === 'https:' ? https : http;
-  let bytes = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
+  const expected = options.contentLength;
   const headers: Record<string, string | number> = { 'content-type': 'video/mp4' };
-  if (options.contentLength !== undefined) headers['content-length'] = options.contentLength;
+  if (expected !== undefined) headers['content-length'] = expected;
   const signal = AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)]);
 
   const request = transport.request(target, { method: 'PUT', headers, signal });
-  const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
-    request.on('response', (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => {
-        if (chunks.length < 64) chunks.push(chunk);
-      });
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-      response.on('error', reject);
-    });
-    request.on('error', reject);
-  });
-  // Settles with the answer, or undefined if none came; never rejects.
-  const answered = answer.then(
-    (result) => result,
-    () => undefined,
+  const storage = watchAnswer(request);
+  const { gate, sentBytes } = sendGate(expected, storage.begun);
+  const sent = pipeline(source, gate, request).then(
+    () => ({ kind: 'sent' as const, failure: undefined }),
+    (failure: unknown) => ({ kind: 'sent' as const, failure: failure ?? new Error('upload stream failed') }),
   );
+  const failureOf = (failure: unknown): UpstreamError => (failure instanceof UpstreamError ? failure : cutOff(signal, sentBytes(), failure));
+
   try {
-    const [, result] = await Promise.all([pipeline(source, counter, request), answer]);
-    return { ...result, bytes };
-  } catch (error) {
+    const first = await Promise.race([sent, storage.answer.then((answer) => ({ kind: 'answer' as const, answer }))]);
+    if (first.kind === 'answer') {
+      // A refusal (early or not) or a success: storage's answer is the truth about the upload.
+      if (first.answer) return { ...first.answer, bytes: sentBytes() };
+      // No answer: the connection went. Say why, from the stream's side if it broke first.
+      const settled = await Promise.race([sent, delay(EARLY_ANSWER_GRACE_MS)]);
+      throw failureOf(settled?.failure);
+    }
+    if (first.failure === undefined) {
+      const answer = await storage.answer;
+      if (answer) return { ...answer, bytes: sentBytes() };
+      throw cutOff(signal, sentBytes(), undefined);
+    }
+    // The stream broke first: storage may have refused early, and then its answer wins.
+    const early = await Promise.race([storage.answer, delay(EARLY_ANSWER_GRACE_MS)]);
+    if (early && early.status >= 400) return { ...early, bytes: sentBytes() };
+    throw failureOf(first.failure);
+  } finally {
     source.destroy();
-    // Storage may refuse early (an expired token, a duplicate) and close the socket before
-    // reading the whole body: its answer is still the truth about the upload.
-    const early = await Promise.race([answered, new Promise<undefined>((resolve) => setTimeout(resolve, EARLY_ANSWER_GRACE_MS))]);
     request.destroy();
-    if (early && early.status >= 400) return { ...early, bytes };
-    const fromSource = error instanceof UpstreamError;
-    if (fromSource) throw error;
-    throw new UpstreamError('storage', `storage: upload ${signal.aborted ? 'timed out' : 'was cut off'} after ${megabytes(bytes)}`, {
-      retryable: true,
-      cause: error,
-    });
   }
 }
+
+function cutOff(signal: AbortSignal, bytes: number, cause: unknown): UpstreamError {
+  return new UpstreamError('storage', `storage: upload ${signal.aborted ? 'timed out' : 'was cut off'} after ${megabytes(bytes)}`, {
+    retryable: true,
+    cause,
+  });
+}
+
+const delay = (ms: number): Promise<undefined> => new Promise((resolve) => setTimeout(() => resolve(undefined), ms));

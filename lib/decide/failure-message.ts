@@ -132,3 +132,28 @@ export function failureMessageOf(error: unknown): string {
   const described = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   return sanitizeMessage(`worker: unexpected error (${described})`);
 }
+
+/** A size as people read it: `512 bytes`, `1.2 KB`, `3.4 MB`, `1.1 GB` (binary units). */
+export function humanSize(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < 0) return 'unknown size';
+  if (bytes < 1024) return `${Math.round(bytes)} bytes`;
+  const units = ['KB', 'MB', 'GB', 'TB'] as const;
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit] ?? 'TB'}`;
+}
+
+/**
+ * `error_message` when Runway's output URL answered with something other than a video,
+ * e.g. `output: Runway's output is not a video (text/html, 1.2 KB)`. The type is shown only
+ * in the characters media types use, so a strange header cannot inject text.
+ */
+export function notVideoMessage(mediaType: string | undefined, declaredBytes: number | undefined): string {
+  const type = (mediaType ?? '').replace(/[^a-z0-9.+/_-]/gi, '').slice(0, 60) || 'no content type';
+  const size = declaredBytes === undefined ? 'unknown size' : humanSize(declaredBytes);
+  return sanitizeMessage(`output: Runway's output is not a video (${type}, ${size})`);
+}

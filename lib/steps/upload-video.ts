@@ -1,5 +1,5 @@
 import { VIDEO_MAY_EXIST } from '../clients/app-api.js';
-import { interpretUploadAnswer, openOutput, putStream, type UploadVerdict } from '../clients/media-transfer.js';
+import { interpretUploadAnswer, NOT_VIDEO, openOutput, putStream, type UploadVerdict } from '../clients/media-transfer.js';
 import type { Deps } from '../deps.js';
 import { failureMessageOf } from '../decide/failure-message.js';
 import { assertAllowedUrl } from '../url-policy.js';
@@ -33,14 +33,25 @@ async function freshOutputUrl(deps: Deps, job: Job): Promise<string> {
   return url;
 }
 
-/** Opens the output; a 401/403/404/410 is an expired signed URL: fetch the task once for a fresh one. */
+/** Why the task is worth getting again for a fresh output URL (once). */
+const FRESH_URL_HELPS: ReadonlyMap<string, string> = new Map([
+  ['expired', 'output URL expired: fetching a fresh one'],
+  // A CDN answered with a page instead of the video: a fresh URL may be served right.
+  [NOT_VIDEO, 'output is not a video: fetching a fresh URL'],
+]);
+
+/**
+ * Opens the output, checked to be a video. An expired URL (401/403/404/410) or an answer that
+ * is not a video gets the task again once for a fresh URL; a second refusal stands.
+ */
 async function openFreshOutput(deps: Deps, job: Job, known: string | undefined, signal: AbortSignal) {
   const first = await outputUrlFor(deps, job, known);
   try {
     return await openOutput(first, deps.timeouts.uploadMs, signal);
   } catch (error) {
-    if (!(error instanceof UpstreamError && error.code === 'expired')) throw error;
-    deps.log.info({ item_id: job.item_id, runway_task_id: job.runway_task_id }, 'output URL expired: fetching a fresh one');
+    const reason = error instanceof UpstreamError && error.code !== undefined ? FRESH_URL_HELPS.get(error.code) : undefined;
+    if (reason === undefined) throw error;
+    deps.log.info({ item_id: job.item_id, runway_task_id: job.runway_task_id, err: describeError(error) }, reason);
     return openOutput(await freshOutputUrl(deps, job), deps.timeouts.uploadMs, signal);
   }
 }

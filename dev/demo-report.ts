@@ -1,5 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Sandbox } from './sandbox/index.js';
+import { checkImage, type ReceivedImage } from './sandbox/runway-image-check.js';
 import type { SeedItem } from './sandbox/seed.js';
 
 /** What the demo prints: one line per change of an item, and a final table. */
@@ -45,6 +47,42 @@ export function demoRows(sandbox: Sandbox, items: readonly SeedItem[]): DemoRow[
   });
 }
 
+/** One photo as the app stored it and as Runway received it from the worker. */
+export interface PhotoRow {
+  readonly item: string;
+  readonly photo: string;
+  readonly stored: string;
+  readonly received: string;
+}
+
+function describeImage(image: ReceivedImage | undefined): string {
+  if (!image) return '-';
+  const metadata = image.metadata.length === 0 ? 'no metadata' : image.metadata.join(', ');
+  const kilobytes = `${(image.bytes / 1024).toFixed(1)} KB`;
+  return `${image.format} ${image.width}x${image.height}, ${kilobytes}, orientation ${image.orientation}, ${metadata}`;
+}
+
+/**
+ * What the worker did to each photo: the stored file (phones store pixels sideways with an
+ * EXIF orientation, GPS and camera details) beside what the sandbox Runway received.
+ */
+export async function photoRows(sandbox: Sandbox, items: readonly SeedItem[]): Promise<PhotoRow[]> {
+  return Promise.all(
+    items.map(async (seed) => {
+      const file = sandbox.storage.filePath('group-photos', seed.photo_storage_path);
+      const stored = file ? (await checkImage(await readFile(file)))?.image : undefined;
+      const item = sandbox.app.item(seed.item_id);
+      const taskId = item?.veo_operation_id ?? undefined;
+      const task = taskId ? sandbox.runway.task(taskId) : undefined;
+      return { item: seed.item_id.slice(0, 8), photo: seed.photo, stored: describeImage(stored), received: describeImage(task?.promptImage) };
+    }),
+  );
+}
+
+export function formatPhotoTable(rows: readonly PhotoRow[]): string {
+  return formatColumns({ item: 'item', photo: 'photo', stored: 'stored by the app', received: 'received by Runway' }, rows);
+}
+
 export function formatTable(rows: readonly DemoRow[]): string {
   const header: DemoRow = {
     item: 'item',
@@ -55,10 +93,16 @@ export function formatTable(rows: readonly DemoRow[]): string {
     outcome: 'outcome',
     result: 'video / error',
   };
-  const keys = Object.keys(header) as (keyof DemoRow)[];
+  return formatColumns(header, rows);
+}
+
+/** Columns padded to their widest cell; the last one is left ragged. */
+function formatColumns<Key extends string>(header: Readonly<Record<Key, string>>, rows: readonly Readonly<Record<Key, string>>[]): string {
+  type Row = Readonly<Record<Key, string>>;
+  const keys = Object.keys(header) as Key[];
   const all = [header, ...rows];
   const widths = keys.map((key) => Math.max(...all.map((row) => row[key].length)));
-  const line = (row: DemoRow): string =>
+  const line = (row: Row): string =>
     keys
       .map((key, i) => (i === keys.length - 1 ? row[key] : row[key].padEnd(widths[i] ?? 0)))
       .join('  ')

@@ -61,6 +61,8 @@ export interface LocalRuntimeOptions {
   readonly timeouts?: Partial<Timeouts>;
   /** Start the cron ticker (default true). */
   readonly ticker?: boolean;
+  /** Lease only what Runway can start (default true); off only to measure what it saves. */
+  readonly backpressure?: boolean;
 }
 
 export interface LocalRuntime {
@@ -152,6 +154,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
     const ready = createDeps(config, {
       ...(options.log ? { log: options.log } : {}),
       ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+      ...(options.backpressure === undefined ? {} : { backpressure: options.backpressure }),
       pretty: options.pretty ?? false,
     });
     holder.deps = ready;

@@ -1,5 +1,5 @@
 import { ConfigError } from '../lib/config.js';
-import { allReported, demoRows, formatTable, progressLine } from './demo-report.js';
+import { allReported, demoRows, formatPhotoTable, formatTable, photoRows, progressLine } from './demo-report.js';
 import { localModeOf, startLocalRuntime, type LocalRuntime } from './local-runtime.js';
 
 /**
@@ -41,6 +41,8 @@ async function runDemo(runtime: LocalRuntime): Promise<number> {
   }
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   process.stdout.write(`\nAll ${runtime.items.length} items reported in ${seconds} s:\n\n${formatTable(demoRows(sandbox, runtime.items))}\n\n`);
+  process.stdout.write(`Each photo as stored, and as Runway received it (upright, no metadata, within its limits):\n\n`);
+  process.stdout.write(`${formatPhotoTable(await photoRows(sandbox, runtime.items))}\n\n`);
   return 0;
 }
 

@@ -25,6 +25,8 @@ const flag = (fallback: boolean) =>
   );
 
 export const RUNWAY_MODELS = ['gen4_turbo', 'gen4.5', 'veo3.1', 'veo3.1_fast'] as const;
+/** Each new generation is billed: a few at most. */
+export const MAX_REGENERATIONS = 3;
 export type RunwayModel = (typeof RUNWAY_MODELS)[number];
 
 const envSchema = z
@@ -43,6 +45,7 @@ const envSchema = z
     LEASE_DURATION_SECONDS: seconds(600, 10),
     HEARTBEAT_INTERVAL_SECONDS: seconds(120, 1),
     MAX_TASKS_PER_RUN: seconds(10, 1),
+    RUNWAY_REGENERATIONS: z.preprocess(emptyAsMissing, z.coerce.number().int().min(0).max(MAX_REGENERATIONS).default(1)),
     QSTASH_TOKEN: text(),
     QSTASH_URL: optionalUrl().transform((v) => v ?? 'https://qstash.upstash.io'),
     QSTASH_CURRENT_SIGNING_KEY: text(),
@@ -79,6 +82,8 @@ export interface Config {
   readonly leaseDurationSeconds: number;
   readonly heartbeatIntervalSeconds: number;
   readonly maxTasksPerRun: number;
+  /** New generations after a transient Runway failure (0 = none). */
+  readonly runwayRegenerations: number;
   readonly qstashToken: string;
   readonly qstashUrl: string;
   readonly qstashCurrentSigningKey: string;
@@ -149,6 +154,7 @@ export function parseConfig(env: Env): Config {
     leaseDurationSeconds: e.LEASE_DURATION_SECONDS,
     heartbeatIntervalSeconds: e.HEARTBEAT_INTERVAL_SECONDS,
     maxTasksPerRun: e.MAX_TASKS_PER_RUN,
+    runwayRegenerations: e.RUNWAY_REGENERATIONS,
     qstashToken: e.QSTASH_TOKEN,
     qstashUrl: stripSlash(e.QSTASH_URL),
     qstashCurrentSigningKey: e.QSTASH_CURRENT_SIGNING_KEY,

@@ -1,6 +1,7 @@
 import type { AppApi } from './clients/app-api.js';
 import type { Queue } from './clients/queue.js';
 import type { Runway } from './clients/runway.js';
+import type { RunwayLimits } from './clients/runway-limits.js';
 import type { Config } from './config.js';
 import type { Ledger } from './ledger/ledger.js';
 import type { Logger } from './log.js';
@@ -12,6 +13,10 @@ export interface Deps {
   readonly log: Logger;
   readonly app: AppApi;
   readonly runway: Runway;
+  /** Runway's per-model limits, cached about a minute. */
+  readonly runwayLimits: RunwayLimits;
+  /** Lease only what Runway can start now (design §2); off only to measure what it saves. */
+  readonly backpressure: boolean;
   readonly queue: Queue;
   readonly ledger: Ledger;
   readonly now: () => number;

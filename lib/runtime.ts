@@ -1,6 +1,7 @@
 import { createAppApi } from './clients/app-api.js';
 import { createQueue } from './clients/queue.js';
 import { createRunway } from './clients/runway.js';
+import { createRunwayLimits } from './clients/runway-limits.js';
 import { parseConfig, secretsOf, type Config, type Env } from './config.js';
 import { DEFAULT_TIMEOUTS, type Deps, type Timeouts } from './deps.js';
 import { createLedger } from './ledger/index.js';
@@ -9,15 +10,20 @@ import { createLogger, type Logger } from './log.js';
 /** Builds every client from one config. Tests and the local runtime call this directly. */
 export function createDeps(
   config: Config,
-  overrides: { log?: Logger; now?: () => number; pretty?: boolean; timeouts?: Partial<Timeouts> } = {},
+  overrides: { log?: Logger; now?: () => number; pretty?: boolean; timeouts?: Partial<Timeouts>; backpressure?: boolean } = {},
 ): Deps {
   const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...overrides.timeouts };
   const log = overrides.log ?? createLogger({ level: config.logLevel, secrets: secretsOf(config), pretty: overrides.pretty ?? false });
+  const now = overrides.now ?? Date.now;
+  const runway = createRunway({ baseUrl: config.runwayApiUrl, apiKey: config.runwayApiKey, timeoutMs: timeouts.runwayMs });
   return {
     config,
     log,
-    now: overrides.now ?? Date.now,
+    now,
     timeouts,
+    runway,
+    runwayLimits: createRunwayLimits(runway, { now, log }),
+    backpressure: overrides.backpressure ?? true,
     app: createAppApi({
       baseUrl: config.nextApiUrl,
       workerApiKey: config.workerApiKey,
@@ -25,7 +31,6 @@ export function createDeps(
       workerType: config.workerType,
       timeoutMs: timeouts.appMs,
     }),
-    runway: createRunway({ baseUrl: config.runwayApiUrl, apiKey: config.runwayApiKey, timeoutMs: timeouts.runwayMs }),
     queue: createQueue({
       qstashUrl: config.qstashUrl,
       token: config.qstashToken,

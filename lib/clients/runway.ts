@@ -26,6 +26,9 @@ export interface CreateTaskBody {
 
 export const TASK_STATUSES = ['PENDING', 'THROTTLED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const;
 
+/** `{ credits }`, or nothing when the shape is off: a cost figure is never worth failing a task over. */
+const costSchema = z.looseObject({ credits: z.number().nonnegative() }).nullish().catch(undefined);
+
 const taskSchema = z.looseObject({
   id: z.string(),
   // Lenient: an unknown status is treated as still running.
@@ -34,10 +37,12 @@ const taskSchema = z.looseObject({
   output: z.array(z.string()).nullish(),
   failure: z.string().nullish(),
   failureCode: z.string().nullish(),
+  estimatedCost: costSchema,
+  cost: costSchema,
 });
 export type RunwayTask = z.infer<typeof taskSchema>;
 
-const createdSchema = z.looseObject({ id: z.string().min(1) });
+const createdSchema = z.looseObject({ id: z.string().min(1), estimatedCost: costSchema });
 const uploadSchema = z.object({
   uploadUrl: z.string().min(1),
   fields: z.record(z.string(), z.string()),
@@ -68,9 +73,15 @@ function describeRejection(answer: JsonAnswer): string | undefined {
   return [parsed.data.error, ...issues].filter(Boolean).join('; ') || undefined;
 }
 
+export interface CreatedTask {
+  readonly id: string;
+  /** Runway's `estimatedCost.credits`, when it gave one. */
+  readonly estimatedCredits: number | undefined;
+}
+
 export interface Runway {
   /** Not idempotent: never retried here (a timed-out create may still have made a billed task). */
-  createTask(body: CreateTaskBody): Promise<{ id: string }>;
+  createTask(body: CreateTaskBody): Promise<CreatedTask>;
   getTask(id: string): Promise<RunwayTask | undefined>;
   /** Cancels or deletes; a 404 (already gone) is fine. */
   cancelTask(id: string): Promise<void>;
@@ -94,7 +105,7 @@ export function createRunway(options: RunwayOptions): Runway {
       const answer = await call('POST', '/v1/image_to_video', body);
       if (answer.status === 200 || answer.status === 201) {
         const created = createdSchema.safeParse(answer.data);
-        if (created.success) return { id: created.data.id };
+        if (created.success) return { id: created.data.id, estimatedCredits: created.data.estimatedCost?.credits };
         throw new UpstreamError('runway', 'runway: create answered without a task id', {
           status: answer.status,
           retryable: false,

@@ -22,14 +22,14 @@ function depsOrError(getDeps: () => Deps): Deps | Response {
   }
 }
 
-async function run(deps: Deps, url: URL, bodyLimit?: number): Promise<Response> {
+async function run(deps: Deps, url: URL, drain?: { limit?: number | undefined }): Promise<Response> {
   const query = querySchema.safeParse(Object.fromEntries(url.searchParams));
   if (!query.success) {
     return Response.json({ outcome: 'invalid', detail: 'limit must be a whole number ≥ 0; check must be 1' }, { status: 400 });
   }
   if (query.data.check) return Response.json(await runPreflight(deps));
-  const limit = query.data.limit ?? bodyLimit;
-  const summary = await runCronPoll(deps, limit === undefined ? {} : { limit });
+  const limit = query.data.limit ?? drain?.limit;
+  const summary = await runCronPoll(deps, { ...(limit === undefined ? {} : { limit }), ...(drain ? { drain: true } : {}) });
   return Response.json(summary);
 }
 
@@ -58,5 +58,6 @@ export async function handleCronPost(request: Request, getDeps: () => Deps): Pro
   if (!json.ok || (body && !body.success)) {
     return toResponse({ kind: 'invalid', detail: 'cron-poll takes an empty body or { "reason": "drain" }' });
   }
-  return run(deps, new URL(request.url), body?.success ? body.data.limit : undefined);
+  const drain = body?.success && body.data.reason === 'drain' ? { limit: body.data.limit } : undefined;
+  return run(deps, new URL(request.url), drain);
 }

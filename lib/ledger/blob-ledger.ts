@@ -10,6 +10,7 @@ import {
   BlobServiceRateLimited,
   BlobStoreNotFoundError,
   BlobStoreSuspendedError,
+  del,
   get,
   list,
   put,
@@ -20,7 +21,12 @@ import {
   itemPrefix,
   parseAttempt,
   parseFact,
+  parseGeneration,
   readRecord,
+  slotPath,
+  slotsViewOf,
+  SLOTS_PREFIX,
+  throttledPath,
   type JobKey,
   type JobRecord,
   type Ledger,
@@ -30,10 +36,13 @@ import {
  * Blob operations one video costs, counting only advanced operations (put, copy, list),
  * the ones the plans meter (contract §5: Hobby includes 2,000 a month):
  * `latest` = 1 list, then one put per claim of `submitting`, `task`, `uploaded` and
- * `reported` = 5. Reads are `get`s, simple operations. A second list happens only past
- * 1,000 facts under one item (about 200 attempts).
+ * `reported`, and one for the Runway slot marker = 6. Deleting the marker is free; reads
+ * are `get`s, simple operations. A second list happens only past 1,000 facts under one item
+ * (about 200 attempts). Apart from videos, each cron-poll run lists the slot markers once
+ * (`SLOT_LISTS_PER_CRON_RUN`), and a task seen THROTTLED costs one put.
  */
-export const BLOB_ADVANCED_OPS_PER_VIDEO = 5;
+export const BLOB_ADVANCED_OPS_PER_VIDEO = 6;
+export const SLOT_LISTS_PER_CRON_RUN = 1;
 
 export const DEFAULT_BLOB_REQUEST_TIMEOUT_MS = 15_000;
 
@@ -101,25 +110,62 @@ export function createBlobLedger(options: BlobLedgerOptions): Ledger {
     return readRecord(key, async (fact) => parseJson(await fetchText(factPath(key, fact))));
   }
 
+  /** Every blob under a prefix: one list call per 1,000 blobs. */
+  async function listAll(prefix: string): Promise<{ pathname: string; uploadedAt: Date }[]> {
+    const blobs: { pathname: string; uploadedAt: Date }[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await withDeadline((signal) =>
+        list({ prefix, token, abortSignal: signal, ...(cursor === undefined ? {} : { cursor }) }),
+      ).catch((error: unknown) => {
+        throw toUpstreamError('list', prefix, error);
+      });
+      blobs.push(...page.blobs);
+      cursor = page.hasMore ? page.cursor : undefined;
+    } while (cursor !== undefined);
+    return blobs;
+  }
+
+  /** A small marker blob written in place of any older one. */
+  async function overwrite(pathname: string): Promise<void> {
+    await withDeadline((signal) =>
+      put(pathname, '{}', {
+        access: 'private',
+        addRandomSuffix: false,
+        allowOverwrite: true,
+        contentType: 'application/json',
+        token,
+        abortSignal: signal,
+      }),
+    ).catch((error: unknown) => {
+      throw toUpstreamError('put', pathname, error);
+    });
+  }
+
+  async function remove(pathnames: string | string[]): Promise<void> {
+    await withDeadline((signal) => del(pathnames, { token, abortSignal: signal })).catch((error: unknown) => {
+      throw toUpstreamError('del', String(pathnames), error);
+    });
+  }
+
   return {
     async latest(itemId) {
       const prefix = itemPrefix(itemId);
       let highest: number | undefined;
-      let cursor: string | undefined;
-      do {
-        const page = await withDeadline((signal) =>
-          list({ prefix, token, abortSignal: signal, ...(cursor === undefined ? {} : { cursor }) }),
-        ).catch((error: unknown) => {
-          throw toUpstreamError('list', prefix, error);
-        });
-        for (const blob of page.blobs) {
-          // Attempt numbers compare as numbers: the listing is lexical, where "10" < "9".
-          const attempt = parseAttempt(blob.pathname.slice(prefix.length).split('/')[0] ?? '');
-          if (attempt !== undefined && (highest === undefined || attempt > highest)) highest = attempt;
-        }
-        cursor = page.hasMore ? page.cursor : undefined;
-      } while (cursor !== undefined);
-      return highest === undefined ? undefined : read({ itemId, attempt: highest });
+      const generations = new Map<number, number>();
+      for (const blob of await listAll(prefix)) {
+        // Attempt numbers compare as numbers: the listing is lexical, where "10" < "9".
+        const [first, second] = blob.pathname.slice(prefix.length).split('/');
+        const attempt = parseAttempt(first ?? '');
+        if (attempt === undefined) continue;
+        if (highest === undefined || attempt > highest) highest = attempt;
+        const generation = parseGeneration(second ?? '');
+        if (generation !== undefined) generations.set(attempt, Math.max(generations.get(attempt) ?? 1, generation));
+      }
+      if (highest === undefined) return undefined;
+      const record = await read({ itemId, attempt: highest });
+      const generation = generations.get(highest) ?? 1;
+      return generation > 1 ? { ...record, latestGeneration: generation } : record;
     },
 
     read,
@@ -151,6 +197,22 @@ export function createBlobLedger(options: BlobLedgerOptions): Ledger {
         const stored = parseJson(existing);
         return isRecord(stored) && stored[CLAIM_ID_FIELD] === claimId;
       }
+    },
+
+    markSlot: (key, model) => overwrite(slotPath(key, model)),
+    releaseSlot: (key, model) => remove(slotPath(key, model)),
+    markThrottled: (model) => overwrite(throttledPath(model)),
+    clearThrottled: (model) => remove(throttledPath(model)),
+
+    async slots(sinceMs) {
+      const blobs = await listAll(SLOTS_PREFIX);
+      const { view, stale } = slotsViewOf(
+        blobs.map((blob) => ({ pathname: blob.pathname, atMs: blob.uploadedAt.getTime() })),
+        sinceMs,
+      );
+      // Deletes are free; a marker left by a job that died would otherwise be listed forever.
+      if (stale.length > 0) await remove(stale).catch(() => undefined);
+      return view;
     },
 
     async check() {
@@ -196,7 +258,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-type Operation = 'put' | 'list' | 'get';
+type Operation = 'put' | 'list' | 'get' | 'del';
 
 interface Verdict {
   readonly status?: number;

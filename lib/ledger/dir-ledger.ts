@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { link, mkdir, open, readFile, readdir, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentError, UpstreamError } from '../errors.js';
 import {
@@ -7,7 +7,12 @@ import {
   itemPrefix,
   parseAttempt,
   parseFact,
+  parseGeneration,
   readRecord,
+  slotPath,
+  slotsViewOf,
+  SLOTS_PREFIX,
+  throttledPath,
   type FactName,
   type JobKey,
   type JobRecord,
@@ -64,7 +69,9 @@ export function createDirLedger(options: DirLedgerOptions): Ledger {
       }
       const attempts = entries.map(parseAttempt).filter((n): n is number => n !== undefined);
       if (attempts.length === 0) return undefined;
-      return read({ itemId, attempt: Math.max(...attempts) });
+      const attempt = Math.max(...attempts);
+      const [record, generation] = await Promise.all([read({ itemId, attempt }), latestGeneration(itemDir, attempt)]);
+      return generation > 1 ? { ...record, latestGeneration: generation } : record;
     },
 
     read,
@@ -86,6 +93,37 @@ export function createDirLedger(options: DirLedgerOptions): Ledger {
       }
     },
 
+    async markSlot(key, model) {
+      await writeReplacing(toFile(slotPath(key, model)), '{}');
+    },
+
+    async releaseSlot(key, model) {
+      await removeIfPresent(toFile(slotPath(key, model)));
+    },
+
+    async markThrottled(model) {
+      await writeReplacing(toFile(throttledPath(model)), '{}');
+    },
+
+    async clearThrottled(model) {
+      await removeIfPresent(toFile(throttledPath(model)));
+    },
+
+    async slots(sinceMs) {
+      const root = toFile(SLOTS_PREFIX);
+      const entries: { pathname: string; atMs: number }[] = [];
+      for (const folder of await listOrEmpty(root)) {
+        for (const name of await listOrEmpty(path.join(root, folder))) {
+          if (name.endsWith('.tmp')) continue;
+          const info = await stat(path.join(root, folder, name)).catch(() => undefined);
+          if (info) entries.push({ pathname: `${SLOTS_PREFIX}${folder}/${name}`, atMs: info.mtimeMs });
+        }
+      }
+      const { view, stale } = slotsViewOf(entries, sinceMs);
+      await Promise.all(stale.map((pathname) => removeIfPresent(toFile(pathname))));
+      return view;
+    },
+
     async check() {
       await mkdirOrThrow(root);
       const probe = path.join(root, `.check.${process.pid}.${randomUUID()}.tmp`);
@@ -98,6 +136,42 @@ export function createDirLedger(options: DirLedgerOptions): Ledger {
       }
     },
   };
+}
+
+/** The highest generation folder (`gen-<n>`) of an attempt, 1 when there is none. */
+async function latestGeneration(itemDir: string, attempt: number): Promise<number> {
+  const entries = await listOrEmpty(path.join(itemDir, String(attempt)));
+  return Math.max(1, ...entries.map(parseGeneration).filter((n): n is number => n !== undefined));
+}
+
+async function listOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return [];
+    throw ledgerError(`list ${dir}`, error);
+  }
+}
+
+/** Writes a small file in place of any older one (temp file, then rename: never half-written). */
+async function writeReplacing(file: string, text: string): Promise<void> {
+  await mkdirOrThrow(path.dirname(file));
+  const temp = `${file}.${process.pid}.${randomUUID()}.tmp`;
+  try {
+    await writeDurably(temp, text);
+    await rename(temp, file);
+  } catch (error) {
+    await unlink(temp).catch(() => undefined);
+    throw ledgerError(`write ${file}`, error);
+  }
+}
+
+async function removeIfPresent(file: string): Promise<void> {
+  try {
+    await unlink(file);
+  } catch (error) {
+    if (errorCode(error) !== 'ENOENT') throw ledgerError(`remove ${file}`, error);
+  }
 }
 
 function serializeFact<N extends FactName>(fact: N, value: unknown): string {

@@ -15,6 +15,6 @@ export function createLedger(options: LedgerOptions): Ledger {
   return token ? createBlobLedger({ token }) : createDirLedger({ dir: options.ledgerDir });
 }
 
-export { BLOB_ADVANCED_OPS_PER_VIDEO, createBlobLedger, type BlobLedgerOptions } from './blob-ledger.js';
+export { BLOB_ADVANCED_OPS_PER_VIDEO, SLOT_LISTS_PER_CRON_RUN, createBlobLedger, type BlobLedgerOptions } from './blob-ledger.js';
 export { createDirLedger, type DirLedgerOptions } from './dir-ledger.js';
 export * from './ledger.js';

@@ -7,15 +7,38 @@ import { PermanentError } from '../errors.js';
  * so of two racing writers exactly one wins.
  */
 
+const photoFactsSchema = z.object({
+  type: z.string(),
+  width: z.number().int().nonnegative(),
+  height: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  orientation: z.number().int().optional(),
+});
+
+/** A Runway generation that failed transiently and was replaced by a new one. */
+const failedGenerationSchema = z.object({
+  runway_task_id: z.string(),
+  failure_code: z.string().optional(),
+  credits: z.number().optional(),
+});
+export type FailedGeneration = z.infer<typeof failedGenerationSchema>;
+
 export const factSchemas = {
-  /** Claimed right before the Runway create: the winner alone may create the task. */
-  submitting: z.object({ at: z.string() }),
+  /**
+   * Claimed right before the Runway create: the winner alone may create the task. A new
+   * generation's claim also keeps the failed generation it replaces.
+   */
+  submitting: z.object({ at: z.string(), replaces: failedGenerationSchema.optional() }),
   task: z.object({
     runway_task_id: z.string(),
     model: z.string(),
     submitted_at: z.string(),
     duration: z.number().optional(),
     ratio: z.string().optional(),
+    /** Runway's `estimatedCost.credits` at create. */
+    estimated_credits: z.number().optional(),
+    /** The photo as the app stored it and as Runway received it. */
+    photo: z.object({ original: photoFactsSchema, sent: photoFactsSchema }).optional(),
   }),
   uploaded: z.object({ storage_path: z.string(), bytes: z.number().int().nonnegative(), at: z.string() }),
   /** Claimed right before the report is sent; holds the report so an unconfirmed one can be re-sent. */
@@ -38,8 +61,15 @@ export type FactName = keyof typeof factSchemas;
 export type Fact<N extends FactName> = z.infer<(typeof factSchemas)[N]>;
 export const FACT_NAMES = Object.keys(factSchemas) as FactName[];
 
-/** What the ledger knows of one lease attempt of one item. */
-export type JobRecord = { readonly itemId: string; readonly attempt: number } & {
+/** What the ledger knows of one lease attempt of one item (or of one generation of it). */
+export type JobRecord = {
+  readonly itemId: string;
+  readonly attempt: number;
+  /** Set on a generation's record (2 and up); the attempt's own record is generation 1. */
+  readonly generation?: number;
+  /** From `latest()` only: the newest generation (2 and up) the attempt has facts for. */
+  readonly latestGeneration?: number;
+} & {
   readonly [N in FactName]?: Fact<N>;
 };
 
@@ -47,6 +77,24 @@ export interface JobKey {
   readonly itemId: string;
   /** 1 for the first lease attempt; an admin retry after a report starts the next. */
   readonly attempt: number;
+  /**
+   * A new Runway generation within the attempt (2 and up), after a transient failure.
+   * Absent or 1: the attempt's first generation, whose facts are the attempt's own.
+   */
+  readonly generation?: number;
+}
+
+/** A job holding one of a model's Runway concurrency slots, from the ledger's slot markers. */
+export interface SlotMarker {
+  readonly model: string;
+  /** Epoch ms the marker was written (the generation's submission). */
+  readonly atMs: number;
+}
+
+/** What the slot markers say: jobs in flight per model, and when each model was last seen THROTTLED. */
+export interface SlotsView {
+  readonly inFlight: readonly SlotMarker[];
+  readonly throttledAtMs: Readonly<Record<string, number>>;
 }
 
 export interface Ledger {
@@ -61,6 +109,21 @@ export interface Ledger {
   claim<N extends FactName>(key: JobKey, fact: N, value: Fact<N>): Promise<boolean>;
   /** A quick check that the store is reachable and writable (for `?check=1`). */
   check(): Promise<void>;
+  /**
+   * Marks the job as holding one of the model's Runway concurrency slots (overwriting an
+   * older mark of the same job). Markers are the one place that knows what is in flight.
+   */
+  markSlot(key: JobKey, model: string): Promise<void>;
+  /** Removes the job's marker (absent is fine). */
+  releaseSlot(key: JobKey, model: string): Promise<void>;
+  /** Notes that a task of ours was seen THROTTLED for the model just now. */
+  markThrottled(model: string): Promise<void>;
+  clearThrottled(model: string): Promise<void>;
+  /**
+   * Every slot marker and throttle note written since `sinceMs` — one listing, whatever the
+   * number of items. Older markers (their job died without clearing them) are dropped.
+   */
+  slots(sinceMs: number): Promise<SlotsView>;
 }
 
 /** Item ids come from the app; keep them safe as path segments. */
@@ -88,7 +151,59 @@ export function factPath(key: JobKey, fact: FactName): string {
   if (!Number.isSafeInteger(key.attempt) || key.attempt < 1) {
     throw new PermanentError('ledger', `attempt must be a positive integer, got ${key.attempt}`);
   }
-  return `${itemPrefix(key.itemId)}${key.attempt}/${fact}.json`;
+  const generation = key.generation ?? 1;
+  if (!Number.isSafeInteger(generation) || generation < 1) {
+    throw new PermanentError('ledger', `generation must be a positive integer, got ${generation}`);
+  }
+  const folder = generation === 1 ? '' : `${GENERATION_PREFIX}${generation}/`;
+  return `${itemPrefix(key.itemId)}${key.attempt}/${folder}${fact}.json`;
+}
+
+/** Generations 2 and up of an attempt live in `<attempt>/gen-<n>/`. */
+export const GENERATION_PREFIX = 'gen-';
+
+/** The generation a path segment names (`gen-2` → 2); anything else → undefined. */
+export function parseGeneration(segment: string): number | undefined {
+  if (!segment.startsWith(GENERATION_PREFIX)) return undefined;
+  return parseAttempt(segment.slice(GENERATION_PREFIX.length));
+}
+
+/** Slot markers: `slots/<model>/<item>~<attempt>.json`; throttle notes: `slots/<model>/throttled.json`. */
+export const SLOTS_PREFIX = 'slots/';
+export const THROTTLED_NAME = 'throttled.json';
+
+export function slotPath(key: JobKey, model: string): string {
+  return `${SLOTS_PREFIX}${safeSegment(model)}/${safeSegment(key.itemId)}~${key.attempt}.json`;
+}
+
+export function throttledPath(model: string): string {
+  return `${SLOTS_PREFIX}${safeSegment(model)}/${THROTTLED_NAME}`;
+}
+
+/**
+ * Reads one listing of the slots folder (pathname and write time of each entry) into a
+ * view; entries older than `sinceMs` are returned apart, for the store to delete.
+ */
+export function slotsViewOf(
+  entries: readonly { readonly pathname: string; readonly atMs: number }[],
+  sinceMs: number,
+): { view: SlotsView; stale: string[] } {
+  const inFlight: SlotMarker[] = [];
+  const throttledAtMs: Record<string, number> = {};
+  const stale: string[] = [];
+  for (const entry of entries) {
+    const [folder, name] = entry.pathname.slice(SLOTS_PREFIX.length).split('/');
+    if (folder === undefined || name === undefined || !entry.pathname.startsWith(SLOTS_PREFIX)) continue;
+    const model = decodeURIComponent(folder);
+    if (name === THROTTLED_NAME) {
+      throttledAtMs[model] = Math.max(throttledAtMs[model] ?? 0, entry.atMs);
+    } else if (entry.atMs < sinceMs) {
+      stale.push(entry.pathname);
+    } else {
+      inFlight.push({ model, atMs: entry.atMs });
+    }
+  }
+  return { view: { inFlight, throttledAtMs }, stale };
 }
 
 /** The attempt a path segment names (`10` → 10); anything else (`01`, temp files) → undefined. */
@@ -110,5 +225,6 @@ export async function readRecord(
   for (const [fact, value] of values) {
     if (value !== undefined) Object.assign(record, { [fact]: value });
   }
-  return { itemId: key.itemId, attempt: key.attempt, ...record };
+  const generation = key.generation !== undefined && key.generation > 1 ? { generation: key.generation } : {};
+  return { itemId: key.itemId, attempt: key.attempt, ...generation, ...record };
 }

@@ -9,8 +9,10 @@ import type { Job } from './messages.js';
  * item, the attempt and the step, so a repeated publish is dropped.
  */
 
-export function pollDedupId(job: Pick<Job, 'item_id' | 'attempt' | 'polls'>): string {
-  return deduplicationId(job.item_id, job.attempt, 'poll', job.polls);
+export function pollDedupId(job: Pick<Job, 'item_id' | 'attempt' | 'polls' | 'generation'>): string {
+  // Each generation's polls count from 0 again: its number keeps their ids apart.
+  const generation = job.generation > 1 ? [`g${job.generation}`] : [];
+  return deduplicationId(job.item_id, job.attempt, 'poll', ...generation, job.polls);
 }
 
 export async function publishPoll(deps: Deps, job: Job, delaySeconds: number, dedupId = pollDedupId(job)): Promise<void> {

@@ -1,6 +1,10 @@
 import { deduplicationId } from '../clients/queue.js';
+import type { RunwayModel } from '../config.js';
+import { capacityDrainDelaySeconds } from '../decide/capacity.js';
 import type { Deps } from '../deps.js';
 import { describeError } from '../log.js';
+import { releaseLease } from './lease-ops.js';
+import { createSlotGate, planCapacity, UNLIMITED_GATE, type CapacityPlan, type SlotGate } from './capacity.js';
 import { submitTask, type SubmitOutcome } from './submit-task.js';
 
 /**
@@ -17,8 +21,15 @@ export const DRAIN_DELAY_SECONDS = 5;
  * 300 s maxDuration (vercel.json).
  */
 export const CRON_BUDGET_MS = 180_000;
+/** Longest wait before the next look when leasing stopped for want of Runway slots. */
+export const CAPACITY_DRAIN_MAX_SECONDS = 30;
 
-export type StopReason = 'idle' | 'cap' | 'budget' | 'not-ours' | 'daily-cap' | 'app-error';
+/**
+ * Why leasing stopped: the queue was empty (`idle`), the run's cap, its time budget, a task
+ * for another worker, Runway's daily cap, no free Runway slot (`capacity`), or an outside
+ * failure of the app or of the ledger.
+ */
+export type StopReason = 'idle' | 'cap' | 'budget' | 'not-ours' | 'daily-cap' | 'capacity' | 'app-error' | 'ledger-error';
 
 export interface CronPollItem {
   readonly item_id: string | null;
@@ -40,8 +51,53 @@ export interface CronPollSummary {
   readonly errors: number;
   readonly stopped: StopReason;
   readonly drain_scheduled: boolean;
+  /** Per model: Runway's limit, our generations in flight, free slots, paused by THROTTLED. Absent without backpressure. */
+  readonly capacity?: CapacitySummary;
   readonly duration_ms: number;
   readonly items: readonly CronPollItem[];
+}
+
+export interface CapacitySummary {
+  readonly limits: string;
+  readonly models: Readonly<Record<string, { limit: number; in_flight: number; free: number; paused: boolean; daily_remaining?: number }>>;
+}
+
+function capacitySummaryOf(plan: CapacityPlan): CapacitySummary {
+  return {
+    limits: plan.limitsSource,
+    models: Object.fromEntries(
+      Object.entries(plan.models).map(([model, c]) => [
+        model,
+        {
+          limit: c.limit,
+          in_flight: c.inFlight,
+          free: c.free,
+          paused: c.paused,
+          ...(c.dailyRemaining === undefined ? {} : { daily_remaining: c.dailyRemaining }),
+        },
+      ]),
+    ),
+  };
+}
+
+/**
+ * Holds a slot of the default model while a lease is asked for (the app does not say in
+ * advance which model a task wants), then trades it for the task's own model.
+ */
+function slotHolder(gate: SlotGate, reserved: RunwayModel): { admit: (model: RunwayModel) => boolean; release: () => void } {
+  let holding: RunwayModel | undefined = reserved;
+  return {
+    admit(model) {
+      if (model === holding) return true;
+      if (holding !== undefined) gate.giveBack(holding);
+      holding = gate.take(model) ? model : undefined;
+      return holding !== undefined;
+    },
+    release() {
+      if (holding !== undefined) gate.giveBack(holding);
+      holding = undefined;
+    },
+  };
 }
 
 function itemOf(outcome: SubmitOutcome): CronPollItem {
@@ -62,7 +118,7 @@ function itemOf(outcome: SubmitOutcome): CronPollItem {
 
 export async function runCronPoll(
   deps: Deps,
-  options: { limit?: number; budgetMs?: number; concurrency?: number } = {},
+  options: { limit?: number; budgetMs?: number; concurrency?: number; drain?: boolean } = {},
 ): Promise<CronPollSummary> {
   const started = deps.now();
   const limit = Math.max(0, Math.min(options.limit ?? deps.config.maxTasksPerRun, deps.config.maxTasksPerRun));
@@ -71,6 +127,26 @@ export async function runCronPoll(
   let leases = 0;
   let stopped: StopReason | undefined;
   const log = deps.log.child({ step: 'cron-poll' });
+
+  let plan: CapacityPlan | undefined;
+  let gate: SlotGate = UNLIMITED_GATE;
+  if (deps.backpressure && limit > 0) {
+    try {
+      plan = await planCapacity(deps);
+      gate = createSlotGate(plan);
+    } catch (error) {
+      // Without the ledger nothing leased could be claimed: leave every item in the queue.
+      log.error({ err: describeError(error) }, 'could not count the Runway generations in flight: leasing nothing');
+      stopped = 'ledger-error';
+    }
+  }
+  const defaultModel = deps.config.runwayModel;
+  // Items given back are released once leasing is over, so no lease of this run takes one straight back.
+  const givenBack: { itemId: string; why: string }[] = [];
+  const giveBack = (itemId: string, why: string): Promise<void> => {
+    givenBack.push({ itemId, why });
+    return Promise.resolve();
+  };
 
   const worker = async (): Promise<void> => {
     for (;;) {
@@ -83,33 +159,43 @@ export async function runCronPoll(
         stopped = 'budget';
         return;
       }
+      if (!gate.take(defaultModel)) {
+        stopped = 'capacity';
+        return;
+      }
+      const slot = slotHolder(gate, defaultModel);
       leases++;
       let answer;
       try {
         answer = await deps.app.nextTask(deps.config.leaseDurationSeconds);
       } catch (error) {
         leases--;
+        slot.release();
         stopped ??= 'app-error';
         log.error({ err: describeError(error) }, 'next-task failed: stopping this run');
         return;
       }
       if (answer.kind === 'idle') {
         leases--;
+        slot.release();
         stopped ??= 'idle';
         return;
       }
       if (answer.kind === 'invalid') {
+        slot.release();
         log.error({ item_id: answer.itemId, problem: answer.problem }, 'the app handed out an unusable task: skipped');
         items.push({ item_id: answer.itemId ?? null, outcome: 'skipped', detail: `invalid task: ${answer.problem}` });
         continue;
       }
       try {
-        const outcome = await submitTask(deps, answer.task);
+        const outcome = await submitTask(deps, answer.task, { admit: slot.admit, giveBack });
+        if (outcome.kind !== 'submitted') slot.release();
         items.push(itemOf(outcome));
         // Why leasing stopped matters more than the idle answers other leases got meanwhile.
         if (outcome.kind === 'released' && outcome.stopLeasing) stopped = outcome.stopLeasing;
       } catch (error) {
-        // The item stays leased; when the lease lapses a later run picks it up and resumes.
+        slot.release();
+        // The item stays leased; when its lease lapses a later run picks it up and resumes.
         log.error({ item_id: answer.task.item_id, err: describeError(error) }, 'submit failed unexpectedly');
         items.push({ item_id: answer.task.item_id, outcome: 'error', detail: describeError(error) });
       }
@@ -117,16 +203,17 @@ export async function runCronPoll(
   };
 
   await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency ?? LEASE_CONCURRENCY, limit)) }, worker));
+  await Promise.all(givenBack.map(({ itemId, why }) => releaseLease(deps, itemId, why)));
   const stop: StopReason = limit === 0 ? 'cap' : (stopped ?? 'cap');
 
   let drainScheduled = false;
-  // A run limited by hand (`?limit=N`) leases at most N: only a run at the configured cap drains on.
-  if (stop === 'cap' && limit > 0 && options.limit === undefined) {
+  const delaySeconds = drainDelay(deps, stop, options, items, plan);
+  if (delaySeconds !== undefined) {
     try {
       const published = await deps.queue.publish({
         path: '/api/cron-poll',
         body: { reason: 'drain' },
-        delaySeconds: DRAIN_DELAY_SECONDS,
+        delaySeconds,
         deduplicationId: deduplicationId('cron-drain', Math.floor(deps.now() / (DRAIN_DELAY_SECONDS * 1000))),
       });
       drainScheduled = !published.deduplicated;
@@ -146,6 +233,7 @@ export async function runCronPoll(
     errors: count('error'),
     stopped: stop,
     drain_scheduled: drainScheduled,
+    ...(plan === undefined ? {} : { capacity: capacitySummaryOf(plan) }),
     duration_ms: deps.now() - started,
     items,
   };
@@ -154,4 +242,30 @@ export async function runCronPoll(
     'cron-poll finished',
   );
   return summary;
+}
+
+/**
+ * When to look again, or undefined for not before the next cron. At the cap the queue may
+ * hold more: soon. Out of Runway slots, when this run leased something (so more may wait) or
+ * continues a drain: once the earliest generation in flight should be done. A run limited
+ * by hand (`?limit=N`) never drains on.
+ */
+function drainDelay(
+  deps: Deps,
+  stop: StopReason,
+  options: { limit?: number; drain?: boolean },
+  items: readonly CronPollItem[],
+  plan: CapacityPlan | undefined,
+): number | undefined {
+  if (options.limit !== undefined) return undefined;
+  if (stop === 'cap') return DRAIN_DELAY_SECONDS;
+  if (stop !== 'capacity' || !(options.drain === true || items.length > 0)) return undefined;
+  const now = deps.now();
+  const submitted = items.filter((item) => item.outcome === 'submitted' && item.model !== undefined);
+  return capacityDrainDelaySeconds({
+    inFlight: [...(plan?.inFlight ?? []), ...submitted.map((item) => ({ model: item.model ?? '', atMs: now }))],
+    nowMs: now,
+    minSeconds: DRAIN_DELAY_SECONDS,
+    maxSeconds: CAPACITY_DRAIN_MAX_SECONDS,
+  });
 }

@@ -40,3 +40,24 @@ export async function abandonJob(
   });
   deps.log.warn({ item_id: key.itemId, runway_task_id: runwayTaskId, reason }, 'attempt closed without a report');
 }
+
+/**
+ * The generation holds one of the model's Runway slots until it ends (backpressure). A
+ * marker that cannot be written or removed only makes the count off by one for a while
+ * (markers expire), so neither ever fails the step.
+ */
+export async function markSlot(deps: Deps, key: JobKey, model: string): Promise<void> {
+  try {
+    await deps.ledger.markSlot(key, model);
+  } catch (error) {
+    deps.log.warn({ item_id: key.itemId, model, err: describeError(error) }, 'could not mark the Runway slot taken');
+  }
+}
+
+export async function releaseSlot(deps: Deps, key: JobKey, model: string): Promise<void> {
+  try {
+    await deps.ledger.releaseSlot(key, model);
+  } catch (error) {
+    deps.log.warn({ item_id: key.itemId, model, err: describeError(error) }, 'could not mark the Runway slot free');
+  }
+}

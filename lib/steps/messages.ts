@@ -19,6 +19,12 @@ export const jobSchema = z.object({
   last_heartbeat_at: z.number().int().nonnegative(),
   polls: z.number().int().nonnegative(),
   last_status: z.string().optional(),
+  /** 1 for the attempt's first Runway task; a new generation after a transient failure counts up. */
+  generation: z.number().int().positive().default(1),
+  /** What a new generation needs: the photo to prepare again and the prompt as sent. */
+  source: z
+    .object({ photo_storage_path: z.string().min(1), prompt_text: z.string().optional() })
+    .optional(),
 });
 export type Job = z.infer<typeof jobSchema>;
 

@@ -6,8 +6,9 @@ import { isRetryable } from '../errors.js';
 import type { JobKey } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
-import { abandonJob } from './lease-ops.js';
+import { abandonJob, releaseSlot } from './lease-ops.js';
 import type { Delivery, Job, PollMessage } from './messages.js';
+import { regenerate, regenerationDue } from './regenerate.js';
 import { answerIfClosed, reportJobFailed } from './report.js';
 import { publishPoll, publishUpload } from './chain.js';
 
@@ -22,6 +23,28 @@ const RUNWAY_GONE_MESSAGE = 'runway: the task was cancelled or deleted';
 async function handOverToUpload(deps: Deps, job: Job, task: RunwayTask): Promise<StepOutcome> {
   await publishUpload(deps, { ...job, last_status: task.status }, task.output?.[0]);
   return { kind: 'done', detail: 'succeeded: upload scheduled' };
+}
+
+/** The generation no longer holds a Runway slot: the next cron-poll may start another. */
+const slotFreed = (deps: Deps, key: JobKey, job: Job): Promise<void> => releaseSlot(deps, key, job.model);
+
+/**
+ * A task of ours waiting THROTTLED means another client of the account holds slots: leasing
+ * for the model pauses until our task runs (design §2, backpressure).
+ */
+async function noteThrottling(deps: Deps, job: Job, status: string): Promise<void> {
+  try {
+    if (status === 'THROTTLED') await deps.ledger.markThrottled(job.model);
+    else if (job.last_status === 'THROTTLED') await deps.ledger.clearThrottled(job.model);
+  } catch (error) {
+    deps.log.warn({ item_id: job.item_id, err: describeError(error) }, 'could not note the THROTTLED state');
+  }
+}
+
+/** `error_message` of a failed task, naming how many generations were tried when more than one. */
+function failedTaskMessage(task: RunwayTask, job: Job): string {
+  const message = runwayFailureMessage(task.failureCode ?? undefined, task.failure ?? undefined);
+  return job.generation > 1 ? `${message} (after ${job.generation} generations)` : message;
 }
 
 export async function pollTask(deps: Deps, message: PollMessage, delivery: Delivery): Promise<StepOutcome> {
@@ -40,21 +63,27 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
     const task = await deps.runway.getTask(job.runway_task_id);
     const now = deps.now();
     if (!task) {
-      const message = RUNWAY_GONE_MESSAGE;
-      return await reportJobFailed(deps, key, job, message, record);
+      await slotFreed(deps, key, job);
+      return await reportJobFailed(deps, key, job, RUNWAY_GONE_MESSAGE, record);
     }
     log.info({ status: task.status, progress: task.progress ?? undefined, polls: job.polls }, 'runway task polled');
-    if (task.status === 'SUCCEEDED') return await handOverToUpload(deps, job, task);
+    await noteThrottling(deps, job, task.status);
+    if (task.status === 'SUCCEEDED') {
+      await slotFreed(deps, key, job);
+      return await handOverToUpload(deps, job, task);
+    }
     if (task.status === 'FAILED' || task.status === 'CANCELLED') {
-      const message =
-        task.status === 'CANCELLED'
-          ? RUNWAY_CANCELLED_MESSAGE
-          : runwayFailureMessage(task.failureCode ?? undefined, task.failure ?? undefined);
+      const message = task.status === 'CANCELLED' ? RUNWAY_CANCELLED_MESSAGE : failedTaskMessage(task, job);
+      const credits = task.cost?.credits ?? task.estimatedCost?.credits;
+      log.warn({ status: task.status, failure_code: task.failureCode ?? undefined, credits, generation: job.generation }, 'runway task ended without a video');
+      if (regenerationDue(deps, job, task)) return await regenerate(deps, key, job, task, message);
+      await slotFreed(deps, key, job);
       return await reportJobFailed(deps, key, job, message, record);
     }
 
     if (timedOut({ nowMs: now, submittedAtMs: job.submitted_at, timeoutSeconds: deps.config.runwayTimeoutSeconds })) {
       await deps.runway.cancelTask(job.runway_task_id);
+      await slotFreed(deps, key, job);
       const message = timeoutMessage(deps.config.runwayTimeoutSeconds, task.status);
       log.warn({ status: task.status }, 'runway task timed out: cancelled');
       return await reportJobFailed(deps, key, job, message, record);
@@ -65,6 +94,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
       const lease = await deps.app.heartbeat(job.item_id, deps.config.leaseDurationSeconds);
       if (lease.kind === 'lost') {
         await abandonJob(deps, key, job.runway_task_id, 'lease lost (heartbeat 404)');
+        await slotFreed(deps, key, job);
         return { kind: 'done', detail: 'lease lost: Runway task cancelled' };
       }
       lastHeartbeat = now;
@@ -95,6 +125,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
     } catch (cancelError) {
       log.warn({ err: describeError(cancelError) }, 'cancel after failure did not go through');
     }
+    await slotFreed(deps, key, job);
     return reportJobFailed(deps, key, job, message);
   }
 }

@@ -1,19 +1,16 @@
 import type { LeasedTask } from '../clients/app-api.js';
-import { downloadPhoto } from '../clients/media-transfer.js';
-import type { CreateTaskBody } from '../clients/runway.js';
 import { RUNWAY_MODELS, type RunwayModel } from '../config.js';
 import { chooseDuration } from '../decide/duration.js';
 import { failureMessageOf } from '../decide/failure-message.js';
 import { MODEL_SPECS, resolveProvider } from '../decide/models.js';
 import { preparePrompt } from '../decide/prompt.js';
-import { chooseRatio } from '../decide/ratio.js';
 import type { Deps } from '../deps.js';
 import { PermanentError, UpstreamError } from '../errors.js';
-import type { JobKey, JobRecord } from '../ledger/ledger.js';
+import type { Fact, JobKey, JobRecord } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
-import { readImageInfo } from '../media/image-info.js';
 import { firstPollDelay, publishPoll, publishUpload, resumeDedupId } from './chain.js';
-import { abandonJob, releaseLease } from './lease-ops.js';
+import { prepareGeneration } from './generation.js';
+import { abandonJob, markSlot, releaseLease } from './lease-ops.js';
 import type { Job } from './messages.js';
 import { sendReport } from './report.js';
 
@@ -22,8 +19,6 @@ import { sendReport } from './report.js';
  * Design §2 "cron-poll", per task.
  */
 
-/** Runway's data URI limit, in characters (contract §2.2). */
-export const DATA_URI_MAX_CHARS = 5_242_880;
 /** A `submitting` claim without a task older than this means its owner died mid-create. */
 export const SUBMIT_STALE_MS = 120_000;
 
@@ -31,11 +26,14 @@ export type SubmitOutcome =
   | { readonly kind: 'submitted'; readonly itemId: string; readonly job: Job }
   | { readonly kind: 'resumed'; readonly itemId: string; readonly detail: string }
   /** Given back to the queue; `stopLeasing` ends this cron run's leasing. */
-  | { readonly kind: 'released'; readonly itemId: string; readonly detail: string; readonly stopLeasing: false | 'not-ours' | 'daily-cap' }
+  | {
+      readonly kind: 'released';
+      readonly itemId: string;
+      readonly detail: string;
+      readonly stopLeasing: false | 'not-ours' | 'daily-cap' | 'capacity';
+    }
   | { readonly kind: 'failed'; readonly itemId: string; readonly detail: string }
   | { readonly kind: 'skipped'; readonly itemId: string | undefined; readonly detail: string };
-
-const PHOTO_NOT_FOUND_MESSAGE = 'photo: not found (the app could not sign a download URL)';
 
 /** Transient failures before a Runway task, in a row, after which the item is reported failed. */
 export const MAX_TRANSIENT_FAILURES = 3;
@@ -68,11 +66,11 @@ export function attemptFor(latest: JobRecord | undefined): AttemptChoice {
  * Something outside failed before any Runway task existed: give the item back for a later
  * run, unless that has happened too often in a row (a photo URL that always hangs, say).
  */
-async function giveBackOrFail(deps: Deps, key: JobKey, prior: number, message: string, why: string): Promise<SubmitOutcome> {
+async function giveBackOrFail(deps: Deps, key: JobKey, prior: number, message: string, why: string, giveBack: GiveBack): Promise<SubmitOutcome> {
   const failures = prior + 1;
   if (failures >= MAX_TRANSIENT_FAILURES) return reportFailed(deps, key, message);
   await abandonJob(deps, key, undefined, why, failures);
-  await releaseLease(deps, key.itemId, why);
+  await giveBack(key.itemId, why);
   return { kind: 'released', itemId: key.itemId, detail: message, stopLeasing: false };
 }
 
@@ -82,21 +80,39 @@ async function reportFailed(deps: Deps, key: JobKey, message: string): Promise<S
   return { kind: 'failed', itemId: key.itemId, detail };
 }
 
-/** Picks up an attempt that already has a Runway task or an uploaded video. */
-async function resume(deps: Deps, key: JobKey, record: JobRecord): Promise<SubmitOutcome | undefined> {
-  const task = record.task;
+/** What a later generation needs to start again: the photo's path and the prompt as sent. */
+function sourceOf(task: LeasedTask, model: RunwayModel): Job['source'] {
+  if (!task.photo_storage_path) return undefined;
+  const promptText = preparePrompt(model, task.prompt).text;
+  return { photo_storage_path: task.photo_storage_path, ...(promptText === undefined ? {} : { prompt_text: promptText }) };
+}
+
+/** A `submitting` claim without its task: its owner is still creating, or died mid-create. */
+async function interruptedSubmission(deps: Deps, key: JobKey, claim: Fact<'submitting'>): Promise<SubmitOutcome> {
+  const age = deps.now() - Date.parse(claim.at);
+  if (age < SUBMIT_STALE_MS) {
+    return { kind: 'skipped', itemId: key.itemId, detail: 'another delivery is submitting this item' };
+  }
+  // The Runway task may exist and be billed: creating another could pay twice, so this
+  // attempt ends here with a clear reason.
+  return reportFailed(deps, key, 'runway: submission was interrupted (a task may have been created); retry from the admin page');
+}
+
+/**
+ * Picks up an attempt that already has a Runway task or an uploaded video: the newest
+ * generation's task when there have been several.
+ */
+async function resume(deps: Deps, key: JobKey, record: JobRecord, leased: LeasedTask): Promise<SubmitOutcome | undefined> {
+  const generation = record.latestGeneration ?? 1;
+  const current = generation > 1 ? await deps.ledger.read({ ...key, generation }) : record;
+  const task = current.task;
   if (!task) {
-    if (!record.submitting) return undefined;
-    const age = deps.now() - Date.parse(record.submitting.at);
-    if (age < SUBMIT_STALE_MS) {
-      return { kind: 'skipped', itemId: key.itemId, detail: 'another delivery is submitting this item' };
-    }
-    // Its owner died between claim and record: the Runway task may exist and be billed.
-    // Creating another could pay twice, so this attempt ends here with a clear reason.
-    return reportFailed(deps, key, 'runway: submission was interrupted (a task may have been created); retry from the admin page');
+    if (!current.submitting) return undefined;
+    return interruptedSubmission(deps, key, current.submitting);
   }
   const model = RUNWAY_MODELS.find((name) => name === task.model) ?? deps.config.runwayModel;
   const now = deps.now();
+  const source = sourceOf(leased, model);
   const job: Job = {
     item_id: key.itemId,
     attempt: key.attempt,
@@ -107,6 +123,8 @@ async function resume(deps: Deps, key: JobKey, record: JobRecord): Promise<Submi
     submitted_at: Date.parse(task.submitted_at),
     last_heartbeat_at: now,
     polls: 0,
+    generation,
+    ...(source === undefined ? {} : { source }),
   };
   if (record.uploaded) {
     await publishUpload(deps, job, undefined, resumeDedupId(job, 'upload', now));
@@ -116,42 +134,31 @@ async function resume(deps: Deps, key: JobKey, record: JobRecord): Promise<Submi
   return { kind: 'resumed', itemId: key.itemId, detail: `polling existing Runway task ${task.runway_task_id}` };
 }
 
-async function promptImageFor(deps: Deps, photo: Uint8Array<ArrayBuffer>, mime: string, itemId: string): Promise<string> {
-  const base64Chars = Math.ceil(photo.byteLength / 3) * 4;
-  const prefix = `data:${mime};base64,`;
-  if (prefix.length + base64Chars <= DATA_URI_MAX_CHARS) {
-    return prefix + Buffer.from(photo.buffer, photo.byteOffset, photo.byteLength).toString('base64');
-  }
-  deps.log.info({ item_id: itemId, bytes: photo.byteLength }, 'photo too big for a data URI: using an ephemeral upload');
-  const extension = mime === 'image/png' ? 'png' : mime === 'image/webp' ? 'webp' : 'jpg';
-  return deps.runway.uploadEphemeral(`${itemId}.${extension}`, photo, mime);
+/** Gives a leased item back to the queue (`extend_seconds: 0`). */
+export type GiveBack = (itemId: string, why: string) => Promise<void>;
+
+export interface SubmitOptions {
+  /**
+   * Asked for a free Runway slot for the task's model right before a new generation
+   * (backpressure): without one the item is given back. Default: always.
+   */
+  readonly admit?: (model: RunwayModel) => boolean;
+  /**
+   * How an item is given back. cron-poll holds them until its run ends, so a lease of the
+   * same run cannot take the item straight back. Default: at once.
+   */
+  readonly giveBack?: GiveBack;
 }
 
-/** Builds the create body for the model: only the fields that model accepts (contract §2.1). */
-export function buildCreateBody(
-  deps: Deps,
-  model: RunwayModel,
-  promptImage: string,
-  ratio: string,
-  duration: number,
-  promptText: string | undefined,
-): CreateTaskBody {
-  return {
-    model,
-    promptImage,
-    ratio,
-    duration,
-    ...(promptText === undefined ? {} : { promptText }),
-    ...(MODEL_SPECS[model].supportsAudio ? { audio: deps.config.runwayAudio } : {}),
-  };
-}
-
-export async function submitTask(deps: Deps, task: LeasedTask): Promise<SubmitOutcome> {
+/** One leased task through to its Runway task (or a resumed one, or given back, or reported). */
+export async function submitTask(deps: Deps, task: LeasedTask, options: SubmitOptions = {}): Promise<SubmitOutcome> {
+  const admit = options.admit ?? (() => true);
+  const giveBack: GiveBack = options.giveBack ?? ((itemId, why) => releaseLease(deps, itemId, why));
   const itemId = task.item_id;
   const log = deps.log.child({ item_id: itemId, step: 'submit' });
   const provider = resolveProvider(task.inference_provider, deps.config.runwayModel);
   if (provider.kind === 'not-ours') {
-    await releaseLease(deps, itemId, `provider ${provider.provider} belongs to another worker`);
+    await giveBack(itemId, `provider ${provider.provider} belongs to another worker`);
     return { kind: 'released', itemId, detail: `provider ${provider.provider} is not a Runway task`, stopLeasing: 'not-ours' };
   }
   if (provider.warning) log.warn({ provider: task.inference_provider }, provider.warning);
@@ -160,50 +167,66 @@ export async function submitTask(deps: Deps, task: LeasedTask): Promise<SubmitOu
   const { attempt, open, transientFailures } = attemptFor(await deps.ledger.latest(itemId));
   const key: JobKey = { itemId, attempt };
   if (open) {
-    const resumed = await resume(deps, key, open);
+    const resumed = await resume(deps, key, open, task);
     if (resumed) return resumed;
   }
+  if (!admit(model)) {
+    // Known only now that the task names its model: give it back untouched for a later run.
+    await giveBack(itemId, `no free Runway slot for ${model}`);
+    return { kind: 'released', itemId, detail: `runway: no free ${model} slot now`, stopLeasing: 'capacity' };
+  }
+  return submitNew(deps, task, key, model, transientFailures, giveBack);
+}
+
+async function submitNew(
+  deps: Deps,
+  task: LeasedTask,
+  key: JobKey,
+  model: RunwayModel,
+  transientFailures: number,
+  giveBack: GiveBack,
+): Promise<SubmitOutcome> {
+  const { itemId } = key;
+  const log = deps.log.child({ item_id: itemId, step: 'submit' });
   if (!(await deps.ledger.claim(key, 'submitting', { at: new Date(deps.now()).toISOString() }))) {
     return { kind: 'skipped', itemId, detail: 'another delivery is submitting this item' };
   }
 
   try {
     if (!task.photo_storage_path) throw new PermanentError('task', 'task: photo_storage_path is missing');
-    const { url } = await deps.app.presignDownload(task.photo_storage_path).catch((error: unknown) => {
-      if (error instanceof UpstreamError && (error.status === 400 || error.status === 404)) {
-        throw new PermanentError('photo', PHOTO_NOT_FOUND_MESSAGE, { cause: error });
-      }
-      // The app answers the same 500 "Failed to generate download URL" for a missing object
-      // (contract §1.2) and for a passing failure of its storage call: a transient failure
-      // like any other, until it has happened MAX_TRANSIENT_FAILURES times in a row.
-      if (error instanceof UpstreamError && error.code === 'not-found') {
-        throw new UpstreamError('photo', PHOTO_NOT_FOUND_MESSAGE, { status: error.status, retryable: true, code: 'not-found', cause: error });
-      }
-      throw error;
-    });
-    const photo = await downloadPhoto(url, { timeoutMs: deps.timeouts.photoMs });
-    const image = readImageInfo(photo);
     const duration = chooseDuration(model, task.frame_num);
-    const ratio = chooseRatio(model, image.displayWidth, image.displayHeight);
     const prompt = preparePrompt(model, task.prompt);
     if (duration.adjusted) log.info({ frame_num: task.frame_num, duration: duration.seconds }, 'duration snapped to the model');
     if (prompt.truncated) log.info({ length: task.prompt?.length }, 'prompt cut to 1000 characters');
-    const promptImage = await promptImageFor(deps, photo, image.mime, itemId);
-    const body = buildCreateBody(deps, model, promptImage, ratio, duration.seconds, prompt.text);
+    const prepared = await prepareGeneration(deps, {
+      itemId,
+      photoStoragePath: task.photo_storage_path,
+      model,
+      duration: duration.seconds,
+      promptText: prompt.text,
+    });
 
-    let created: { id: string };
+    let created;
     try {
-      created = await deps.runway.createTask(body);
+      created = await deps.runway.createTask(prepared.body);
     } catch (error) {
-      return await handleCreateError(deps, key, error, transientFailures);
+      return await handleCreateError(deps, key, error, transientFailures, giveBack);
     }
-    return await recordAndPoll(deps, key, { id: created.id, model, duration: duration.seconds, ratio });
+    return await recordAndPoll(deps, key, {
+      id: created.id,
+      estimatedCredits: created.estimatedCredits,
+      model,
+      duration: duration.seconds,
+      ratio: prepared.ratio,
+      photo: prepared.photo,
+      source: sourceOf(task, model),
+    });
   } catch (error) {
     if (error instanceof PermanentError || (error instanceof UpstreamError && !error.retryable)) {
       return reportFailed(deps, key, failureMessageOf(error));
     }
     log.warn({ err: describeError(error) }, 'transient failure before the Runway task');
-    return giveBackOrFail(deps, key, transientFailures, failureMessageOf(error), 'transient failure before the Runway task');
+    return giveBackOrFail(deps, key, transientFailures, failureMessageOf(error), 'transient failure before the Runway task', giveBack);
   }
 }
 
@@ -212,11 +235,30 @@ export async function submitTask(deps: Deps, task: LeasedTask): Promise<SubmitOu
  * attempt. If the ledger or the publish fails, the item stays leased; when its lease
  * lapses the next run finds the task in the ledger and resumes polling it.
  */
-async function recordAndPoll(
-  deps: Deps,
-  key: JobKey,
-  created: { id: string; model: RunwayModel; duration: number; ratio: string },
-): Promise<SubmitOutcome> {
+export interface CreatedGeneration {
+  readonly id: string;
+  readonly estimatedCredits: number | undefined;
+  readonly model: RunwayModel;
+  readonly duration: number;
+  readonly ratio: string;
+  readonly photo: NonNullable<Fact<'task'>['photo']>;
+  readonly source: Job['source'];
+}
+
+/** The ledger's `task` fact for a generation just created. */
+export function taskFactOf(created: CreatedGeneration, submittedAtMs: number): Fact<'task'> {
+  return {
+    runway_task_id: created.id,
+    model: created.model,
+    submitted_at: new Date(submittedAtMs).toISOString(),
+    duration: created.duration,
+    ratio: created.ratio,
+    ...(created.estimatedCredits === undefined ? {} : { estimated_credits: created.estimatedCredits }),
+    photo: created.photo,
+  };
+}
+
+async function recordAndPoll(deps: Deps, key: JobKey, created: CreatedGeneration): Promise<SubmitOutcome> {
   const now = deps.now();
   const job: Job = {
     item_id: key.itemId,
@@ -228,17 +270,17 @@ async function recordAndPoll(
     submitted_at: now,
     last_heartbeat_at: now,
     polls: 0,
+    generation: 1,
+    ...(created.source === undefined ? {} : { source: created.source }),
   };
   const log = deps.log.child({ item_id: key.itemId, runway_task_id: created.id, step: 'submit' });
-  log.info({ model: created.model, duration: created.duration, ratio: created.ratio }, 'runway task created');
+  log.info(
+    { model: created.model, duration: created.duration, ratio: created.ratio, estimated_credits: created.estimatedCredits },
+    'runway task created',
+  );
   try {
-    await deps.ledger.claim(key, 'task', {
-      runway_task_id: created.id,
-      model: created.model,
-      submitted_at: new Date(now).toISOString(),
-      duration: created.duration,
-      ratio: created.ratio,
-    });
+    await deps.ledger.claim(key, 'task', taskFactOf(created, now));
+    await markSlot(deps, key, created.model);
     await publishPoll(deps, job, firstPollDelay(deps, created.model));
   } catch (error) {
     log.error({ err: describeError(error) }, 'could not record or schedule the Runway task; it resumes when the lease lapses');
@@ -246,16 +288,16 @@ async function recordAndPoll(
   return { kind: 'submitted', itemId: key.itemId, job };
 }
 
-async function handleCreateError(deps: Deps, key: JobKey, error: unknown, transientFailures: number): Promise<SubmitOutcome> {
+async function handleCreateError(deps: Deps, key: JobKey, error: unknown, transientFailures: number, giveBack: GiveBack): Promise<SubmitOutcome> {
   if (error instanceof UpstreamError && error.code === 'daily-cap') {
     // Not the item's fault: give it back and stop leasing for this run (design §2).
     await abandonJob(deps, key, undefined, 'runway daily cap');
-    await releaseLease(deps, key.itemId, 'runway daily generation cap');
+    await giveBack(key.itemId, 'runway daily generation cap');
     return { kind: 'released', itemId: key.itemId, detail: 'runway: daily generation limit reached', stopLeasing: 'daily-cap' };
   }
   if (error instanceof UpstreamError && error.status !== undefined && error.retryable) {
     // Runway answered 5xx: no task was made. Close this attempt and let a later run try again.
-    return giveBackOrFail(deps, key, transientFailures, failureMessageOf(error), `runway create answered ${error.status}`);
+    return giveBackOrFail(deps, key, transientFailures, failureMessageOf(error), `runway create answered ${error.status}`, giveBack);
   }
   if (error instanceof UpstreamError && error.status === undefined) {
     // No answer: a task may exist and be billed. Never create blindly again (contract §2.4).

@@ -17,6 +17,7 @@ import {
   type Answer,
   type Harness,
   type Mark,
+  RUNWAY_WORK,
 } from '../support/harness.js';
 import { gif, htmlPage, jpeg, truncated } from '../support/images.js';
 import { SCRIPTED_FAULT_RATE, scriptedRng, type ScriptedRng } from '../support/scripted-rng.js';
@@ -333,7 +334,7 @@ const rows: readonly Row[] = [
     leaseAfter: 'reported',
     also({ harness, mark }) {
       // Refused on its Content-Length: the bytes are not read, nothing goes to Runway.
-      expect(harness.requests({ service: 'runway', since: mark })).toEqual([]);
+      expect(harness.requests({ service: 'runway', path: RUNWAY_WORK, since: mark })).toEqual([]);
     },
   },
   {
@@ -397,7 +398,7 @@ const rows: readonly Row[] = [
     expected: { outcome: 'completed' },
     leaseAfter: 'reported',
     also({ harness, mark }) {
-      const runway = harness.requests({ service: 'runway', since: mark }).map(describeRequest);
+      const runway = harness.requests({ service: 'runway', path: RUNWAY_WORK, since: mark }).map(describeRequest);
       const taskLooks = runway.filter((line) => line.startsWith('runway GET /v1/tasks/'));
       const outputs = runway.filter((line) => line.startsWith('runway GET /outputs/'));
       // One look to find it SUCCEEDED, one for a fresh URL after the 403; two output GETs.
@@ -577,7 +578,7 @@ async function checkOutcome(row: Row, situation: Situation, answer: Answer): Pro
       expect(reports).toEqual([]);
       expect(harness.appCalls('heartbeat', mark)).toEqual([]);
       expect(harness.appCalls('presign', mark)).toEqual([]);
-      expect(harness.requests({ service: 'runway', since: mark })).toEqual([]);
+      expect(harness.requests({ service: 'runway', path: RUNWAY_WORK, since: mark })).toEqual([]);
       expect(worker.messages()).toEqual([]);
       break;
     }

@@ -20,6 +20,7 @@ import {
 } from '../support/harness.js';
 import { jpeg } from '../support/images.js';
 import { createBodySchema } from '../support/runway-create.js';
+import { expectCleanJpeg } from '../support/sent-photo.js';
 
 afterEach(closeHarnesses);
 
@@ -65,7 +66,6 @@ function onlyCreateBody(harness: Harness): z.infer<typeof createBodySchema> {
   return createBodySchema.parse(all[0]?.json);
 }
 
-const DATA_URI_JPEG = 'data:image/jpeg;base64,';
 
 describe('cron-poll called without the cron secret', () => {
   it.each([
@@ -147,9 +147,10 @@ describe('cron-poll with one landscape photo queued', () => {
     const body = onlyCreateBody(harness);
     expect(Object.keys(body).sort()).toEqual(['duration', 'model', 'promptImage', 'promptText', 'ratio']);
     expect(body).toMatchObject({ model: 'gen4_turbo', ratio: '1104:832', duration: 5, promptText: item.prompt });
-    expect(body.promptImage.startsWith(DATA_URI_JPEG)).toBe(true);
-    const sent = Buffer.from(body.promptImage.slice(DATA_URI_JPEG.length), 'base64');
-    expect(sent.equals(await readFixture('landscape.jpg'))).toBe(true);
+    // The photo re-encoded as it was seen: same size (it needs no fitting), no metadata.
+    const sent = await expectCleanJpeg(body.promptImage);
+    expect({ width: sent.width, height: sent.height }).toEqual({ width: 320, height: 240 });
+    expect(sent.bytes.equals(await readFixture('landscape.jpg'))).toBe(false);
   });
 
   it('publishes the first poll to runway-callback, deduplicated per item, attempt and step, 5-60 s out', async () => {
@@ -177,6 +178,8 @@ describe('cron-poll with one landscape photo queued', () => {
       submitted_at: job.submitted_at,
       last_heartbeat_at: job.submitted_at,
       polls: 0,
+      generation: 1,
+      source: { photo_storage_path: item.photo_storage_path, prompt_text: item.prompt },
     });
     expect(job.submitted_at).toBeGreaterThanOrEqual(before);
     expect(job.submitted_at).toBeLessThanOrEqual(Date.now());
@@ -214,8 +217,9 @@ describe('cron-poll choosing ratio and duration from the photo and frame_num', (
     const body = onlyCreateBody(harness);
     expect(body).toMatchObject({ model: 'gen4_turbo', ratio: row.ratio, duration: row.duration });
     expect(body).not.toHaveProperty('audio');
-    const sent = Buffer.from(body.promptImage.slice(DATA_URI_JPEG.length), 'base64');
-    expect(sent.equals(await readFixture(row.photo))).toBe(true);
+    // Upright as displayed: the EXIF-6 portrait's stored 320x180 pixels arrive as 180x320.
+    const sent = await expectCleanJpeg(body.promptImage);
+    expect({ width: sent.width, height: sent.height }).toEqual(row.ratio === '720:1280' ? { width: 180, height: 320 } : { width: 320, height: 240 });
   });
 
   it('on veo3.1 snaps 121 frames to 6 s, picks a 16:9 size and asks for no audio', async () => {
@@ -421,15 +425,16 @@ describe('cron-poll meeting a task for the GPU worker (inference_provider wan_lo
 
     expect(summary.items).toEqual([{ item_id: gpu.item_id, outcome: 'released', detail: expect.any(String) as unknown }]);
     expect(harness.appCalls('heartbeat')).toHaveLength(1);
-    expect(harness.requests({ service: 'runway' })).toEqual([]);
+    // Runway is asked for its limits before leasing (backpressure), and for nothing else.
+    expect(harness.requests({ service: 'runway' }).map((request) => `${request.method} ${request.path}`)).toEqual(['GET /v1/organization']);
     expect(harness.requests({ service: 'storage' })).toEqual([]);
     expect(harness.appCalls('presign')).toEqual([]);
     expect(harness.messages()).toEqual([]);
   });
 });
 
-describe('cron-poll with a photo too big for a data URI', () => {
-  it('uploads it to Runway as an ephemeral upload and sends the runway:// URI', async () => {
+describe('cron-poll with a 4.5 MB photo, too big for a data URI as it is', () => {
+  it('sends the prepared photo as a data URI of a few kilobytes, with no ephemeral upload', async () => {
     const item = seedItem('landscape.jpg');
     const harness = await startHarness();
     const photo = jpeg({ width: 320, height: 240, paddingBytes: 4_500_000 });
@@ -446,23 +451,12 @@ describe('cron-poll with a photo too big for a data URI', () => {
     const summary = await cronSummary(harness);
 
     expect(summary).toMatchObject({ submitted: 1 });
-    const uploadRequests = harness.requests({ service: 'runway', path: '/v1/uploads' });
-    expect(uploadRequests).toHaveLength(1);
-    expect(uploadRequests[0]?.method).toBe('POST');
-    expect(uploadRequests[0]?.headers['authorization']).toBe(RUNWAY_AUTH);
-    expect(uploadRequests[0]?.headers['x-runway-version']).toBe('2024-11-06');
-    expect(uploadRequests[0]?.json).toEqual({ filename: `${item.item_id}.jpg`, type: 'ephemeral' });
-    const multipart = harness.requests({ service: 'runway', method: 'POST', path: /^\/upload-target\// });
-    expect(multipart).toHaveLength(1);
-    expect(multipart[0]?.headers['content-type']).toMatch(/^multipart\/form-data; boundary=/);
-    expect(multipart[0]?.bytes).toBeGreaterThan(photo.length);
-    const uploads = harness.sandbox.runway.uploads();
-    expect(uploads).toEqual([{ runwayUri: expect.stringMatching(/^runway:\/\//) as unknown, filename: `${item.item_id}.jpg`, bytes: photo.length }]);
+    expect(harness.requests({ service: 'runway', path: '/v1/uploads' })).toEqual([]);
     const body = onlyCreateBody(harness);
-    expect(body.promptImage).toBe(uploads[0]?.runwayUri);
     expect(body).toMatchObject({ model: 'gen4_turbo', ratio: '1104:832', duration: 5 });
-    const order = harness.requests({ service: 'runway' }).map((request) => request.path.split('/')[1]);
-    expect(order.indexOf('upload-target')).toBeLessThan(order.lastIndexOf('v1'));
+    const sent = await expectCleanJpeg(body.promptImage);
+    expect({ width: sent.width, height: sent.height }).toEqual({ width: 320, height: 240 });
+    expect(sent.bytes.length).toBeLessThan(50_000);
   });
 });
 

@@ -14,6 +14,7 @@ import {
   startHarness,
   type Harness,
   type Mark,
+  RUNWAY_WORK,
 } from '../support/harness.js';
 import { closeExtraWorkers, signedDelivery, startExtraWorker } from '../support/extra-worker.js';
 
@@ -88,7 +89,7 @@ describe('cron-poll leasing an item whose ledger already holds a live Runway tas
 
     expect(summary).toMatchObject({ leased: 1, submitted: 0, resumed: 1 });
     expect(summary.items).toEqual([{ item_id: item.item_id, outcome: 'resumed', detail: `polling existing Runway task ${taskId}` }]);
-    expect(harness.requests({ service: 'runway', since: mark })).toEqual([]);
+    expect(harness.requests({ service: 'runway', path: RUNWAY_WORK, since: mark })).toEqual([]);
     expect(harness.requests({ service: 'storage', since: mark })).toEqual([]);
     expect(harness.appCalls('presign', mark)).toEqual([]);
     const published = harness.messages(undefined, mark);
@@ -106,6 +107,9 @@ describe('cron-poll leasing an item whose ledger already holds a live Runway tas
       submitted_at: Date.parse(submittedAt),
       last_heartbeat_at: job.last_heartbeat_at,
       polls: 0,
+      generation: 1,
+      // What a new generation would need, from the lease that resumed it.
+      source: { photo_storage_path: item.photo_storage_path, prompt_text: item.prompt },
     });
   });
 
@@ -154,7 +158,7 @@ describe('cron-poll leasing an item whose video is already uploaded', () => {
       job: expect.objectContaining({ item_id: item.item_id, attempt: 1, runway_task_id: taskId }) as unknown,
     });
     expect(answer.status).toBe(200);
-    expect(harness.requests({ service: 'runway', since: mark })).toEqual([]);
+    expect(harness.requests({ service: 'runway', path: RUNWAY_WORK, since: mark })).toEqual([]);
     expect(harness.requests({ service: 'storage', since: mark })).toEqual([]);
     expect(harness.appCalls('presign', mark)).toEqual([]);
     expect(harness.appCalls('report', mark).map((request) => request.json)).toEqual([
@@ -319,7 +323,7 @@ describe('an item whose earlier submit stopped between its claim and the Runway 
 
     expect(summary.items).toEqual([{ item_id: itemId, outcome: 'skipped', detail: 'another delivery is submitting this item' }]);
     expect(effects(harness, itemId)).toEqual({ creates: 0, uploads: 0, reports: 0 });
-    expect(harness.requests({ service: 'runway', since: mark })).toEqual([]);
+    expect(harness.requests({ service: 'runway', path: RUNWAY_WORK, since: mark })).toEqual([]);
   });
 
   it('reports it failed once the claim is stale, rather than risk paying for a second task', async () => {

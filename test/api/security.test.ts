@@ -19,6 +19,7 @@ import {
   workerEnv,
   type DeliveryOptions,
   type Harness,
+  RUNWAY_WORK,
 } from '../support/harness.js';
 import { mintQStashJwt, nowSeconds } from '../support/qstash-jwt.js';
 import { closeStandIns, startSocketTrap, startStandIn, type SocketTrap } from '../support/extra-stand-in.js';
@@ -281,7 +282,7 @@ describe('the worker handed a signed URL that is plain http to a non-loopback ho
     expect((await worker.cron()).status).toBe(200);
 
     expect(trap.connections()).toBe(0);
-    expect(harness.requests({ service: 'runway' })).toEqual([]);
+    expect(harness.requests({ service: 'runway', path: RUNWAY_WORK })).toEqual([]);
     expect(harness.sandbox.app.reports(item.item_id).map((report) => report.error_message)).toEqual([
       'photo: refusing a http: URL (only https, or http on loopback)',
     ]);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { allReported } from '../../dev/demo-report.js';
+import { allReported, formatPhotoTable, photoRows } from '../../dev/demo-report.js';
 import { startLocalRuntime, type LocalRuntime } from '../../dev/local-runtime.js';
 import { until } from '../support/wait.js';
 
@@ -80,6 +80,16 @@ describe('the demo: three sample photos through the real handlers, the local QSt
     expect(refused.error_message).not.toMatch(/https?:|token=/);
     expect(refused.retry_count).toBe(1);
     expect(refused.video_storage_path).toBeNull();
+  });
+
+  it('shows that Runway received the EXIF-6 portrait upright and without its GPS, camera or any other metadata', async () => {
+    const sandbox = runtime.sandbox!;
+    const rows = await photoRows(sandbox, runtime.items);
+    const portrait = rows.find((row) => row.photo === 'portrait-exif6.jpg');
+    expect(portrait?.stored).toMatch(/^jpeg 320x180, .* KB, orientation 6, exif, gps, camera, xmp, iptc, icc, comment$/);
+    expect(portrait?.received).toMatch(/^jpeg 180x320, .* KB, orientation 1, no metadata$/);
+    for (const row of rows) expect(row.received).toMatch(/, orientation 1, no metadata$/);
+    expect(formatPhotoTable(rows)).toContain('received by Runway');
   });
 
   it('creates exactly one Runway task per item', () => {

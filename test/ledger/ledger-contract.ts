@@ -166,6 +166,87 @@ export function ledgerContract(name: string, makeLedger: () => Promise<LedgerHar
       });
     });
 
+    describe('a later generation of an attempt', () => {
+      const attempt: JobKey = { itemId: 'item-gen', attempt: 1 };
+      const second: JobKey = { ...attempt, generation: 2 };
+
+      it('keeps its facts apart from the attempt\'s own, and reads back as that generation', async () => {
+        await ledger.claim(attempt, 'task', task('first'));
+        const replaces = { runway_task_id: 'first', failure_code: 'INTERNAL', credits: 25 };
+        expect(await ledger.claim(second, 'submitting', { at: AT, replaces })).toBe(true);
+        expect(await ledger.claim(second, 'task', task('second'))).toBe(true);
+        expect(await ledger.read(second)).toEqual({ ...second, submitting: { at: AT, replaces }, task: task('second') });
+        expect((await ledger.read(attempt)).task).toEqual(task('first'));
+      });
+
+      it('is claimed once, like any fact', async () => {
+        expect(await ledger.claim(second, 'submitting', { at: AT })).toBe(true);
+        expect(await ledger.claim(second, 'submitting', { at: `${AT}#2` })).toBe(false);
+      });
+
+      it('is named by latest(), which still answers with the attempt\'s own facts', async () => {
+        await ledger.claim(attempt, 'task', task('first'));
+        expect(await ledger.latest(attempt.itemId)).toEqual({ ...attempt, task: task('first') });
+        await ledger.claim({ ...attempt, generation: 3 }, 'submitting', { at: AT });
+        await ledger.claim(second, 'submitting', { at: AT });
+        expect(await ledger.latest(attempt.itemId)).toEqual({ ...attempt, latestGeneration: 3, task: task('first') });
+      });
+
+      it('refuses a non-positive generation', async () => {
+        await expect(ledger.claim({ ...attempt, generation: 0 }, 'submitting', { at: AT })).rejects.toThrow();
+      });
+    });
+
+    describe('Runway slot markers', () => {
+      const a: JobKey = { itemId: 'item-a', attempt: 1 };
+      const b: JobKey = { itemId: 'item-b', attempt: 2 };
+
+      it('count each job in flight once per model, however often it is marked', async () => {
+        const before = Date.now() - 1_000;
+        await ledger.markSlot(a, 'gen4_turbo');
+        await ledger.markSlot(a, 'gen4_turbo');
+        await ledger.markSlot(b, 'gen4.5');
+        const view = await ledger.slots(before);
+        expect(view.inFlight.map((marker) => marker.model).sort()).toEqual(['gen4.5', 'gen4_turbo']);
+        for (const marker of view.inFlight) {
+          expect(marker.atMs).toBeGreaterThanOrEqual(before);
+          expect(marker.atMs).toBeLessThanOrEqual(Date.now() + 1_000);
+        }
+        expect(view.throttledAtMs).toEqual({});
+      });
+
+      it('are gone once released, and releasing twice is fine', async () => {
+        await ledger.markSlot(a, 'gen4_turbo');
+        await ledger.releaseSlot(a, 'gen4_turbo');
+        await ledger.releaseSlot(a, 'gen4_turbo');
+        expect((await ledger.slots(0)).inFlight).toEqual([]);
+      });
+
+      it('older than asked for are dropped, and deleted for good', async () => {
+        await ledger.markSlot(a, 'gen4_turbo');
+        expect((await ledger.slots(Date.now() + 60_000)).inFlight).toEqual([]);
+        expect((await ledger.slots(0)).inFlight).toEqual([]);
+      });
+
+      it('keep when a model was last seen THROTTLED, until cleared', async () => {
+        const before = Date.now() - 1_000;
+        await ledger.markThrottled('veo3.1');
+        await ledger.markThrottled('veo3.1');
+        const view = await ledger.slots(0);
+        expect(Object.keys(view.throttledAtMs)).toEqual(['veo3.1']);
+        expect(view.throttledAtMs['veo3.1']).toBeGreaterThanOrEqual(before);
+        expect(view.inFlight).toEqual([]);
+        await ledger.clearThrottled('veo3.1');
+        await ledger.clearThrottled('veo3.1');
+        expect((await ledger.slots(0)).throttledAtMs).toEqual({});
+      });
+
+      it('never show up as an item\'s facts', async () => {
+        await ledger.markSlot(a, 'gen4_turbo');
+        expect(await ledger.latest(a.itemId)).toBeUndefined();
+      });
+    });
+
     describe('the reachability check', () => {
       it('passes against a working store and leaves no facts behind', async () => {
         await expect(ledger.check()).resolves.toBeUndefined();

@@ -28,6 +28,8 @@ export const CRON_SECRET = 'test-cron-secret-5c1d0b7e';
 export const WORKER_ID = 'runway-worker';
 export const WORKER_AUTH = `Worker ${DEMO_KEYS.worker}`;
 export const RUNWAY_AUTH = `Bearer ${DEMO_KEYS.runway}`;
+/** Every Runway path but the limits read cron-poll makes before leasing (backpressure). */
+export const RUNWAY_WORK = /^(?!\/v1\/organization(?:\?|$))/;
 
 /**
  * `held`: the embedded QStash accepts, records and deduplicates publishes, but its

@@ -131,3 +131,21 @@ describe('configuration with bad values', () => {
     }
   });
 });
+
+describe('RUNWAY_REGENERATIONS', () => {
+  it('defaults to one new generation after a transient Runway failure, also when empty', () => {
+    expect(parseConfig(complete).runwayRegenerations).toBe(1);
+    expect(parseConfig({ ...complete, RUNWAY_REGENERATIONS: '' }).runwayRegenerations).toBe(1);
+  });
+
+  it.each([
+    ['0', 0],
+    ['3', 3],
+  ])('takes %s', (raw, value) => {
+    expect(parseConfig({ ...complete, RUNWAY_REGENERATIONS: raw }).runwayRegenerations).toBe(value);
+  });
+
+  it.each(['4', '-1', '1.5', 'once'])('refuses %s, each new generation being billed', (raw) => {
+    expect(problemsOf({ ...complete, RUNWAY_REGENERATIONS: raw })).toEqual([expect.stringMatching(/^RUNWAY_REGENERATIONS: /)]);
+  });
+});

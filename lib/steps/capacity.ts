@@ -1,0 +1,61 @@
+import { RUNWAY_MODELS, type RunwayModel } from '../config.js';
+import { modelCapacity, slotMarkerLifetimeMs, type ModelCapacity } from '../decide/capacity.js';
+import type { Deps } from '../deps.js';
+import type { SlotMarker } from '../ledger/ledger.js';
+
+/**
+ * What Runway can start now, per model: its limit (cached about a minute) minus this
+ * worker's generations in flight (one listing of the ledger's slot markers), paused while a
+ * task of ours is seen THROTTLED. Read once per cron-poll run, before anything is leased.
+ */
+
+export interface CapacityPlan {
+  readonly models: Readonly<Record<RunwayModel, ModelCapacity>>;
+  /** Where the limits came from (`fresh`, `cached`, `stale`, `fallback`). */
+  readonly limitsSource: string;
+  readonly inFlight: readonly SlotMarker[];
+}
+
+export async function planCapacity(deps: Deps): Promise<CapacityPlan> {
+  const now = deps.now();
+  const lifetimeMs = slotMarkerLifetimeMs(deps.config.runwayTimeoutSeconds, deps.config.runwayPollMaxSeconds);
+  const [limits, slots] = await Promise.all([deps.runwayLimits.current(), deps.ledger.slots(now - lifetimeMs)]);
+  const models = {} as Record<RunwayModel, ModelCapacity>;
+  for (const model of RUNWAY_MODELS) {
+    models[model] = modelCapacity({
+      limits: limits.models[model],
+      inFlight: slots.inFlight.filter((marker) => marker.model === model).length,
+      throttledAtMs: slots.throttledAtMs[model],
+      nowMs: now,
+    });
+  }
+  return { models, limitsSource: limits.source, inFlight: slots.inFlight };
+}
+
+/** Hands out one run's free slots; a slot taken for an item that did not become a task is given back. */
+export interface SlotGate {
+  /** Whether the model has a free slot (now taken). */
+  take(model: RunwayModel): boolean;
+  giveBack(model: RunwayModel): void;
+  /** Whether the model has a free slot, without taking it. */
+  hasRoom(model: RunwayModel): boolean;
+}
+
+export function createSlotGate(plan: CapacityPlan): SlotGate {
+  const free = new Map<RunwayModel, number>(RUNWAY_MODELS.map((model) => [model, plan.models[model].free]));
+  return {
+    take(model) {
+      const left = free.get(model) ?? 0;
+      if (left <= 0) return false;
+      free.set(model, left - 1);
+      return true;
+    },
+    giveBack(model) {
+      free.set(model, (free.get(model) ?? 0) + 1);
+    },
+    hasRoom: (model) => (free.get(model) ?? 0) > 0,
+  };
+}
+
+/** No backpressure: every model always has room (the benchmark's baseline). */
+export const UNLIMITED_GATE: SlotGate = { take: () => true, giveBack: () => undefined, hasRoom: () => true };

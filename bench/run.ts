@@ -10,6 +10,8 @@ import { startLocalRuntime } from '../dev/local-runtime.js';
 import { startSandbox } from '../dev/sandbox/index.js';
 import { readFixture, type SeedItem } from '../dev/sandbox/seed.js';
 import { jpeg } from '../test/support/images.js';
+import { benchBackpressure } from './backpressure.js';
+import { benchIngest } from './ingest.js';
 
 /**
  * `npm run bench`: figures, one `name: value unit` line each. Not a test: nothing here
@@ -126,6 +128,8 @@ function benchImageInfo(): void {
 }
 
 benchImageInfo();
+await benchIngest(print);
 await benchThroughput(50);
+await benchBackpressure(print);
 await benchUpload(300, 'node-http');
 await benchUpload(300, 'fetch-duplex');

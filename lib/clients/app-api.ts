@@ -47,7 +47,11 @@ export type LeaseAnswer =
   | { readonly kind: 'invalid'; readonly itemId: string | undefined; readonly problem: string };
 
 export type HeartbeatAnswer = { readonly kind: 'extended'; readonly leasedUntil: string } | { readonly kind: 'lost' };
-export type ReportAnswer = { readonly kind: 'reported' } | { readonly kind: 'lost'; readonly status: number };
+export type ReportAnswer =
+  | { readonly kind: 'reported' }
+  | { readonly kind: 'lost'; readonly status: number }
+  /** `completed` refused because the video is not in storage (nothing was applied). */
+  | { readonly kind: 'video-missing' };
 
 export interface Report {
   readonly item_id: string;
@@ -160,6 +164,8 @@ export function createAppApi(options: AppApiOptions): AppApi {
     async report(report) {
       const answer = await post('report', { ...report, worker_id: options.workerId });
       if (answer.status === 403 || answer.status === 404) return { kind: 'lost', status: answer.status };
+      // The app checks the object exists before it accepts `completed` (contract §1.4).
+      if (answer.status === 500 && errorText(answer) === 'Failed to generate video URL') return { kind: 'video-missing' };
       dataOf('report', answer, z.unknown());
       return { kind: 'reported' };
     },

@@ -24,7 +24,9 @@ export type ReportResult =
   /** 403/404: the item is no longer ours. */
   | { readonly kind: 'lease-lost' }
   /** `failed` refused because a video was uploaded: report completed instead. */
-  | { readonly kind: 'refused-after-upload' };
+  | { readonly kind: 'refused-after-upload' }
+  /** `completed` refused by the app: the video is not in storage. */
+  | { readonly kind: 'video-missing' };
 
 type ReportedFact = Fact<'reported'>;
 
@@ -62,6 +64,10 @@ async function send(deps: Deps, report: Report): Promise<ReportResult> {
         log.warn({ status: answer.status }, 'report refused: the lease is lost');
         return { kind: 'lease-lost' };
       }
+      if (answer.kind === 'video-missing') {
+        log.warn('completed report refused: the app finds no video in storage');
+        return { kind: 'video-missing' };
+      }
       log.info({ status: report.status, error_message: report.error_message }, 'reported');
       return { kind: 'reported' };
     } catch (error) {
@@ -90,7 +96,8 @@ async function sendRound(deps: Deps, key: JobKey, report: Report, round: number)
   let settled = false;
   try {
     const result = await send(deps, report);
-    settled = true;
+    // Refused without effect: the round is over, and a later one may send it again.
+    settled = result.kind !== 'video-missing';
     if (result.kind === 'lease-lost') await abandonJob(deps, key, report.veo_operation_id, 'lease lost (report refused)');
     return result;
   } finally {
@@ -185,7 +192,29 @@ export function outcomeOfReport(result: ReportResult, onReported: StepOutcome): 
       return { kind: 'done', detail: 'lease lost: nothing reported' };
     case 'refused-after-upload':
       return { kind: 'done', detail: 'video already uploaded: not reporting failed' };
+    case 'video-missing':
+      return { kind: 'retry', detail: 'the app finds no video in storage for the completed report' };
   }
+}
+
+/**
+ * Asks the app whether the item's video is already stored, the only way the worker can: a
+ * `completed` report, which the app applies only when the object exists (contract §1.4) and
+ * which is harmless to repeat. Used when an upload presign is refused because the object
+ * may exist (an earlier upload whose answer was lost). On success the ledger records the
+ * upload and the report, so every later delivery is done at once.
+ */
+export async function reportCompletedIfStored(deps: Deps, key: JobKey, report: Report): Promise<ReportResult> {
+  const result = await send(deps, report);
+  if (result.kind === 'lease-lost') {
+    await abandonJob(deps, key, report.veo_operation_id, 'lease lost (report refused)');
+    return result;
+  }
+  if (result.kind !== 'reported') return result;
+  const at = new Date(deps.now()).toISOString();
+  await deps.ledger.claim(key, 'uploaded', { storage_path: report.video_storage_path ?? '', bytes: 0, at });
+  await deps.ledger.claim(key, 'reported', factOf(report, at));
+  return result;
 }
 
 /**

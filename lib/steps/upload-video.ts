@@ -9,7 +9,7 @@ import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
 import { abandonJob } from './lease-ops.js';
 import type { Delivery, Job, UploadMessage } from './messages.js';
-import { answerIfClosed, outcomeOfReport, reportJobFailed, sendReport } from './report.js';
+import { answerIfClosed, outcomeOfReport, reportCompletedIfStored, reportJobFailed, sendReport } from './report.js';
 
 /**
  * step-upload: Runway output → Supabase signed upload URL, streamed, then the
@@ -90,6 +90,31 @@ async function reportCompleted(deps: Deps, key: JobKey, job: Job, storagePath: s
   return outcomeOfReport(result, { kind: 'done', detail: `completed: ${storagePath}` });
 }
 
+/**
+ * The upload presign was refused the way it is once the item's video exists: an earlier
+ * delivery's upload may have landed without being recorded (its answer was lost). Ask the
+ * app; undefined when it finds no video (the refusal was a passing failure after all).
+ */
+async function completedIfStored(deps: Deps, key: JobKey, job: Job): Promise<StepOutcome | undefined> {
+  const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'upload' });
+  log.warn('upload presign refused: the video may already be stored; asking the app with the completed report');
+  let result;
+  try {
+    result = await reportCompletedIfStored(deps, key, {
+      item_id: job.item_id,
+      status: 'completed',
+      video_storage_path: videoPathOf(job.item_id),
+      veo_operation_id: job.runway_task_id,
+    });
+  } catch (error) {
+    // The app's answers were lost: whether the video is there stays open until the next delivery.
+    if (error instanceof UpstreamError) return { kind: 'retry', detail: failureMessageOf(error) };
+    throw error;
+  }
+  if (result.kind === 'video-missing') return undefined;
+  return outcomeOfReport(result, { kind: 'done', detail: `completed: ${videoPathOf(job.item_id)} (stored by an earlier delivery)` });
+}
+
 export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: Delivery): Promise<StepOutcome> {
   const { job } = message;
   const key: JobKey = { itemId: job.item_id, attempt: job.attempt };
@@ -132,6 +157,10 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
     log.info({ bytes, duration_ms: deps.now() - started, storage_path: result.storagePath, verdict: verdict.kind }, 'video uploaded');
     return await reportCompleted(deps, key, job, result.storagePath);
   } catch (error) {
+    if (error instanceof UpstreamError && error.code === VIDEO_MAY_EXIST) {
+      const stored = await completedIfStored(deps, key, job);
+      if (stored) return stored;
+    }
     if (isRetryable(error) && !delivery.last) {
       log.warn({ err: describeError(error), retried: delivery.retried }, 'upload failed: QStash will deliver again');
       return { kind: 'retry', detail: failureMessageOf(error) };
@@ -142,13 +171,6 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
       // continues with a new message once QStash's own retries are spent).
       log.error({ err: describeError(error) }, 'the report after the upload failed: trying again');
       return { kind: 'retry', detail: failureMessageOf(error) };
-    }
-    if (error instanceof UpstreamError && error.code === VIDEO_MAY_EXIST) {
-      // An earlier delivery's upload may have landed without being recorded (its answer was
-      // lost). The app checks that the video exists before it accepts `completed`, so ask it
-      // that rather than report a finished item as failed.
-      log.warn('upload presign keeps failing: the video may already be stored; reporting completed');
-      return await reportCompleted(deps, key, job, videoPathOf(job.item_id), current);
     }
     const failure = failureMessageOf(error);
     log.error({ err: describeError(error), last_delivery: delivery.last }, 'upload failed for good');

@@ -135,7 +135,7 @@ describe('step-upload when another worker stores the video between our presign a
 });
 
 describe('step-upload when the video is already stored from an earlier delivery', () => {
-  it('never uploads again, asks QStash to come back, and reports completed once on the last delivery', async () => {
+  it('never uploads again: the refused presign sends the completed report at once, and the app finds the video', async () => {
     const ready = await readyToUpload();
     const { harness, message, videoPath } = ready;
     const earlier = Buffer.from('\0\0\0\x18ftypmp42 — stored by an earlier delivery whose answer was lost');
@@ -143,11 +143,55 @@ describe('step-upload when the video is already stored from an earlier delivery'
 
     const answers = await deliverUntilDone(harness, message);
 
-    expect(answers.map((answer) => answer.status)).toEqual([503, 503, 503, 200]);
+    expect(answers.map((answer) => answer.status)).toEqual([200]);
     expect(puts(ready)).toEqual([]);
     expect(videos(harness)).toHaveLength(1);
     expect(harness.sandbox.storage.object('generated-videos', videoPath)?.size).toBe(earlier.length);
     expect(reports(ready)).toEqual([completedReport(ready)]);
+    // Recorded, so a late duplicate of the message is done at once.
+    const record = await harness.runtime.deps.ledger.read({ itemId: ready.itemId, attempt: 1 });
+    expect(record.uploaded).toMatchObject({ storage_path: videoPath });
+    expect(record.reported).toMatchObject({ status: 'completed', video_storage_path: videoPath });
+    expect((await harness.deliver(STEP_UPLOAD, message, { retried: 1 })).status).toBe(200);
+    expect(harness.sandbox.app.reports(ready.itemId)).toHaveLength(1);
+  });
+});
+
+describe('step-upload when the upload presign fails for a moment with the same 500 and no video is stored', () => {
+  it('asks the app, which finds no video and applies nothing, then uploads on the next delivery', async () => {
+    const ready = await readyToUpload();
+    const { harness, message, videoPath } = ready;
+    harness.sandbox.app.failNext('presign-upload', 3, { itemId: ready.itemId });
+
+    const first = await harness.deliver(STEP_UPLOAD, message);
+
+    expect(first.status).toBe(503);
+    expect(harness.sandbox.app.reports(ready.itemId).map(({ status, applied, httpStatus }) => ({ status, applied, httpStatus }))).toEqual([
+      { status: 'completed', applied: false, httpStatus: 500 },
+    ]);
+    expect(harness.sandbox.app.item(ready.itemId)?.status).toBe('processing');
+    expect((await harness.runtime.deps.ledger.read({ itemId: ready.itemId, attempt: 1 })).reported).toBeUndefined();
+
+    const second = await harness.deliver(STEP_UPLOAD, message, { retried: 1 });
+
+    expect(second.status).toBe(200);
+    expect(videos(harness)).toHaveLength(1);
+    expect(harness.sandbox.storage.object('generated-videos', videoPath)).toBeDefined();
+    expect(harness.sandbox.app.reports(ready.itemId).filter((report) => report.applied)).toMatchObject([{ status: 'completed' }]);
+  });
+
+  it('reports failed on QStash\'s last delivery when the presign never works and the app never finds a video', async () => {
+    const ready = await readyToUpload();
+    const { harness, message } = ready;
+    harness.sandbox.app.failNext('presign-upload', 1_000, { itemId: ready.itemId });
+
+    const answers = await deliverUntilDone(harness, message);
+
+    expect(answers.map((answer) => answer.status)).toEqual([503, 503, 503, 489]);
+    expect(videos(harness)).toEqual([]);
+    const applied = harness.sandbox.app.reports(ready.itemId).filter((report) => report.applied);
+    expect(applied).toMatchObject([{ status: 'failed', error_message: expect.stringMatching(/^app: presign upload answered 500/) as unknown }]);
+    expect(harness.sandbox.app.item(ready.itemId)?.status).toBe('failed');
   });
 });
 

@@ -120,10 +120,16 @@ export function runwayFailureMessage(failureCode?: string | null, failure?: stri
 }
 
 /** `error_message` when a task outlived `RUNWAY_TIMEOUT_SECONDS`, e.g. `runway: timed out after 600 s (last status THROTTLED)`. */
-export function timeoutMessage(seconds: number, lastStatus?: string | null): string {
+export function timeoutMessage(seconds: number, lastStatus?: string | null, waitedThrottled = false): string {
   const status = (lastStatus ?? '').toUpperCase().replace(/[^A-Z_]/g, '').slice(0, 30);
   const after = Number.isFinite(seconds) ? `${Math.round(seconds)} s` : 'too long';
-  return sanitizeMessage(`runway: timed out after ${after}${status === '' ? '' : ` (last status ${status})`}`);
+  const notes = [
+    ...(status === '' ? [] : [`last status ${status}`]),
+    // A task that waited for a slot and ran out of time just after starting would otherwise
+    // read as a slow generation.
+    ...(waitedThrottled && status !== 'THROTTLED' ? ["it waited THROTTLED for Runway's concurrency limit"] : []),
+  ];
+  return sanitizeMessage(`runway: timed out after ${after}${notes.length === 0 ? '' : ` (${notes.join('; ')})`}`);
 }
 
 /** The admin-facing message for a thrown error: stage-prefixed, short, no URLs or tokens. */

@@ -19,6 +19,8 @@ export const jobSchema = z.object({
   last_heartbeat_at: z.number().int().nonnegative(),
   polls: z.number().int().nonnegative(),
   last_status: z.string().optional(),
+  /** A poll has seen the task THROTTLED: it waited for a slot of Runway's concurrency limit. */
+  throttled: z.boolean().optional(),
   /** 1 for the attempt's first Runway task; a new generation after a transient failure counts up. */
   generation: z.number().int().positive().default(1),
   /** What a new generation needs: the photo to prepare again and the prompt as sent. */

@@ -84,7 +84,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
     if (timedOut({ nowMs: now, submittedAtMs: job.submitted_at, timeoutSeconds: deps.config.runwayTimeoutSeconds })) {
       await deps.runway.cancelTask(job.runway_task_id);
       await slotFreed(deps, key, job);
-      const message = timeoutMessage(deps.config.runwayTimeoutSeconds, task.status);
+      const message = timeoutMessage(deps.config.runwayTimeoutSeconds, task.status, job.throttled === true);
       log.warn({ status: task.status }, 'runway task timed out: cancelled');
       return await reportJobFailed(deps, key, job, message, record);
     }
@@ -99,7 +99,13 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
       }
       lastHeartbeat = now;
     }
-    const next: Job = { ...job, polls: job.polls + 1, last_heartbeat_at: lastHeartbeat, last_status: task.status };
+    const next: Job = {
+      ...job,
+      polls: job.polls + 1,
+      last_heartbeat_at: lastHeartbeat,
+      last_status: task.status,
+      ...(task.status === 'THROTTLED' || job.throttled === true ? { throttled: true } : {}),
+    };
     const delay = nextPollDelaySeconds({
       model: job.model,
       status: task.status,

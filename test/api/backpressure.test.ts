@@ -192,6 +192,34 @@ describe('a task of ours waiting THROTTLED because another client holds the slot
   });
 });
 
+describe('a task that waited THROTTLED and then ran out of time', () => {
+  it('is reported timed out with a note that it waited for Runway\'s concurrency limit', async () => {
+    const harness = await limited(1, queue(1), { env: { RUNWAY_TIMEOUT_SECONDS: '2' }, sandbox: { runway: { generationMs: 20_000, concurrency: 1 } } });
+    const photo = await readFile(harness.sandbox.storage.filePath('group-photos', harness.runtime.items[0]?.photo_storage_path ?? '') ?? '');
+    const headers = { authorization: `Bearer ${DEMO_KEYS.runway}`, 'x-runway-version': '2024-11-06', 'content-type': 'application/json' };
+    const created = await fetch(`${harness.sandbox.runwayApiUrl}/v1/image_to_video`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ model: 'gen4_turbo', promptImage: `data:image/jpeg;base64,${photo.toString('base64')}`, ratio: '1104:832', duration: 5 }),
+    });
+    const other = z.object({ id: z.string() }).parse(await created.json()).id;
+    await cron(harness);
+    const itemId = harness.runtime.items[0]?.item_id ?? '';
+    const [job] = pollJobs(harness, itemId);
+    expect((await harness.deliver('/api/runway-callback', { job })).status).toBe(200);
+    await fetch(`${harness.sandbox.runwayApiUrl}/v1/tasks/${other}`, { method: 'DELETE', headers });
+    const [, throttledLook] = pollJobs(harness, itemId);
+    expect(throttledLook).toMatchObject({ last_status: 'THROTTLED', throttled: true });
+    await until(() => Date.now() - (job as Job).submitted_at > 2_100 && harness.sandbox.runway.task((job as Job).runway_task_id)?.status !== 'THROTTLED', 'the timeout to pass');
+
+    expect((await harness.deliver('/api/runway-callback', { job: throttledLook })).status).toBe(489);
+
+    expect(harness.sandbox.app.reports(itemId)).toMatchObject([
+      { status: 'failed', error_message: expect.stringMatching(/^runway: timed out after 2 s \(last status (PENDING|RUNNING); it waited THROTTLED for Runway's concurrency limit\)$/) as unknown },
+    ]);
+  });
+});
+
 describe('Runway limits that leave nothing to start today', () => {
   it('leases nothing when the daily generation cap is used up', async () => {
     const harness = await startHarness({ items: queue(2), sandbox: { runway: { generationMs: 300, dailyLimit: 0 } } });

@@ -133,6 +133,12 @@ describe('the error message for a timed-out task', () => {
     expect(timeoutMessage(600.4, 'RUNNING')).toBe('runway: timed out after 600 s (last status RUNNING)');
   });
 
+  it('says when a task that ran out of time had waited THROTTLED for a slot', () => {
+    expect(timeoutMessage(600, 'RUNNING', true)).toBe("runway: timed out after 600 s (last status RUNNING; it waited THROTTLED for Runway's concurrency limit)");
+    expect(timeoutMessage(600, 'THROTTLED', true)).toBe('runway: timed out after 600 s (last status THROTTLED)');
+    expect(timeoutMessage(600, 'PENDING', false)).toBe('runway: timed out after 600 s (last status PENDING)');
+  });
+
   it('keeps only status characters from a strange status', () => {
     expect(timeoutMessage(600, 'running https://x.example/?token=1')).toBe('runway: timed out after 600 s (last status RUNNINGHTTPSXEXAMPLETOKEN)');
   });

@@ -37,8 +37,6 @@ export interface SlotGate {
   /** Whether the model has a free slot (now taken). */
   take(model: RunwayModel): boolean;
   giveBack(model: RunwayModel): void;
-  /** Whether the model has a free slot, without taking it. */
-  hasRoom(model: RunwayModel): boolean;
 }
 
 export function createSlotGate(plan: CapacityPlan): SlotGate {
@@ -53,9 +51,52 @@ export function createSlotGate(plan: CapacityPlan): SlotGate {
     giveBack(model) {
       free.set(model, (free.get(model) ?? 0) + 1);
     },
-    hasRoom: (model) => (free.get(model) ?? 0) > 0,
   };
 }
 
 /** No backpressure: every model always has room (the benchmark's baseline). */
-export const UNLIMITED_GATE: SlotGate = { take: () => true, giveBack: () => undefined, hasRoom: () => true };
+export const UNLIMITED_GATE: SlotGate = { take: () => true, giveBack: () => undefined };
+
+/** The plan as cron-poll answers it, for a person reading the answer. */
+export interface CapacitySummary {
+  readonly limits: string;
+  readonly models: Readonly<Record<string, { limit: number; in_flight: number; free: number; paused: boolean; daily_remaining?: number }>>;
+}
+
+export function capacitySummaryOf(plan: CapacityPlan): CapacitySummary {
+  return {
+    limits: plan.limitsSource,
+    models: Object.fromEntries(
+      Object.entries(plan.models).map(([model, c]) => [
+        model,
+        {
+          limit: c.limit,
+          in_flight: c.inFlight,
+          free: c.free,
+          paused: c.paused,
+          ...(c.dailyRemaining === undefined ? {} : { daily_remaining: c.dailyRemaining }),
+        },
+      ]),
+    ),
+  };
+}
+
+/**
+ * Holds a slot of the default model while a lease is asked for (the app does not say in
+ * advance which model a task wants), then trades it for the task's own model.
+ */
+export function slotHolder(gate: SlotGate, reserved: RunwayModel): { admit: (model: RunwayModel) => boolean; release: () => void } {
+  let holding: RunwayModel | undefined = reserved;
+  return {
+    admit(model) {
+      if (model === holding) return true;
+      if (holding !== undefined) gate.giveBack(holding);
+      holding = gate.take(model) ? model : undefined;
+      return holding !== undefined;
+    },
+    release() {
+      if (holding !== undefined) gate.giveBack(holding);
+      holding = undefined;
+    },
+  };
+}

@@ -1,10 +1,18 @@
 import { deduplicationId } from '../clients/queue.js';
-import type { RunwayModel } from '../config.js';
 import { capacityDrainDelaySeconds } from '../decide/capacity.js';
 import type { Deps } from '../deps.js';
 import { describeError } from '../log.js';
 import { releaseLease } from './lease-ops.js';
-import { createSlotGate, planCapacity, UNLIMITED_GATE, type CapacityPlan, type SlotGate } from './capacity.js';
+import {
+  capacitySummaryOf,
+  createSlotGate,
+  planCapacity,
+  slotHolder,
+  UNLIMITED_GATE,
+  type CapacityPlan,
+  type CapacitySummary,
+  type SlotGate,
+} from './capacity.js';
 import { submitTask, type SubmitOutcome } from './submit-task.js';
 
 /**
@@ -55,49 +63,6 @@ export interface CronPollSummary {
   readonly capacity?: CapacitySummary;
   readonly duration_ms: number;
   readonly items: readonly CronPollItem[];
-}
-
-export interface CapacitySummary {
-  readonly limits: string;
-  readonly models: Readonly<Record<string, { limit: number; in_flight: number; free: number; paused: boolean; daily_remaining?: number }>>;
-}
-
-function capacitySummaryOf(plan: CapacityPlan): CapacitySummary {
-  return {
-    limits: plan.limitsSource,
-    models: Object.fromEntries(
-      Object.entries(plan.models).map(([model, c]) => [
-        model,
-        {
-          limit: c.limit,
-          in_flight: c.inFlight,
-          free: c.free,
-          paused: c.paused,
-          ...(c.dailyRemaining === undefined ? {} : { daily_remaining: c.dailyRemaining }),
-        },
-      ]),
-    ),
-  };
-}
-
-/**
- * Holds a slot of the default model while a lease is asked for (the app does not say in
- * advance which model a task wants), then trades it for the task's own model.
- */
-function slotHolder(gate: SlotGate, reserved: RunwayModel): { admit: (model: RunwayModel) => boolean; release: () => void } {
-  let holding: RunwayModel | undefined = reserved;
-  return {
-    admit(model) {
-      if (model === holding) return true;
-      if (holding !== undefined) gate.giveBack(holding);
-      holding = gate.take(model) ? model : undefined;
-      return holding !== undefined;
-    },
-    release() {
-      if (holding !== undefined) gate.giveBack(holding);
-      holding = undefined;
-    },
-  };
 }
 
 function itemOf(outcome: SubmitOutcome): CronPollItem {

@@ -103,8 +103,10 @@ export async function regenerate(deps: Deps, key: JobKey, job: Job, failed: Runw
     return createFailed(deps, key, job, error, failure);
   }
   const now = deps.now();
+  // What the polls learnt about the failed task (its last status, a THROTTLED wait) is not the new one's.
+  const { last_status: _lastStatus, throttled: _throttled, ...carried } = job;
   const nextJob: Job = {
-    ...job,
+    ...carried,
     runway_task_id: created.id,
     ratio: prepared.ratio,
     submitted_at: now,
@@ -112,7 +114,6 @@ export async function regenerate(deps: Deps, key: JobKey, job: Job, failed: Runw
     polls: 0,
     generation: next,
   };
-  delete nextJob.last_status;
   log.warn(
     {
       failed_task_id: replaces.runway_task_id,

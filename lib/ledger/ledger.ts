@@ -54,6 +54,8 @@ export const factSchemas = {
     at: z.string(),
     /** Set when the attempt was given back after a transient failure: how many in a row. */
     transient_failures: z.number().int().nonnegative().optional(),
+    /** Of those, how many in a row were the app's "Failed to generate download URL". */
+    photo_not_found: z.number().int().nonnegative().optional(),
   }),
 } as const;
 

@@ -81,10 +81,31 @@ function itemOf(outcome: SubmitOutcome): CronPollItem {
   return { item_id: outcome.itemId ?? null, outcome: outcome.kind, detail: outcome.detail };
 }
 
-export async function runCronPoll(
-  deps: Deps,
-  options: { limit?: number; budgetMs?: number; concurrency?: number; drain?: boolean } = {},
-): Promise<CronPollSummary> {
+export interface CronPollOptions {
+  readonly limit?: number;
+  readonly budgetMs?: number;
+  readonly concurrency?: number;
+  /** The run is a drain message (it may keep the drain chain going while Runway is busy). */
+  readonly drain?: boolean;
+}
+
+/**
+ * Runs in one process take turns: each counts the generations in flight before it leases,
+ * and two runs counting at the same moment (a cron tick and a drain message) would both see
+ * the same free slots. Runs in different processes can still overlap; the extra task then
+ * waits THROTTLED for a while, which also pauses leasing for its model.
+ */
+const turns = new WeakMap<Deps, Promise<unknown>>();
+
+export function runCronPoll(deps: Deps, options: CronPollOptions = {}): Promise<CronPollSummary> {
+  const run = (turns.get(deps) ?? Promise.resolve())
+    .catch(() => undefined)
+    .then(() => leaseAndSubmit(deps, options));
+  turns.set(deps, run);
+  return run;
+}
+
+async function leaseAndSubmit(deps: Deps, options: CronPollOptions): Promise<CronPollSummary> {
   const started = deps.now();
   const limit = Math.max(0, Math.min(options.limit ?? deps.config.maxTasksPerRun, deps.config.maxTasksPerRun));
   const budgetMs = options.budgetMs ?? CRON_BUDGET_MS;
@@ -218,7 +239,7 @@ export async function runCronPoll(
 function drainDelay(
   deps: Deps,
   stop: StopReason,
-  options: { limit?: number; drain?: boolean },
+  options: CronPollOptions,
   items: readonly CronPollItem[],
   plan: CapacityPlan | undefined,
 ): number | undefined {

@@ -15,6 +15,11 @@ import { preparePhoto } from '../media/prepare-photo.js';
  */
 
 export const PHOTO_NOT_FOUND_MESSAGE = 'photo: not found (the app could not sign a download URL)';
+/** The same refusal, when it has not been the only failure in a row: an outage, not a missing photo. */
+export const PHOTO_UNSIGNED_MESSAGE = 'photo: the app could not sign a download URL (answered 500)';
+
+/** The app's "Failed to generate download URL": a missing photo, or a passing storage failure. */
+export const isPhotoNotFound = (error: unknown): boolean => error instanceof UpstreamError && error.service === 'photo' && error.code === 'not-found';
 
 export interface GenerationSource {
   readonly itemId: string;
@@ -44,7 +49,7 @@ async function photoUrl(deps: Deps, storagePath: string): Promise<string> {
     // (contract §1.2) and for a passing failure of its storage call: transient, until the
     // caller has seen it too many times in a row.
     if (error instanceof UpstreamError && error.code === 'not-found') {
-      throw new UpstreamError('photo', PHOTO_NOT_FOUND_MESSAGE, { status: error.status, retryable: true, code: 'not-found', cause: error });
+      throw new UpstreamError('photo', PHOTO_UNSIGNED_MESSAGE, { status: error.status, retryable: true, code: 'not-found', cause: error });
     }
     throw error;
   }

@@ -19,12 +19,19 @@ export async function releaseLease(deps: Deps, itemId: string, why: string): Pro
  * The lease is gone (another worker or an admin has the item): stop paying Runway and
  * record that this attempt ends without a report.
  */
+/** Transient failures before a Runway task, in a row, carried from one attempt to the next. */
+export interface FailureStreak {
+  readonly failures: number;
+  /** Of those, the app's "Failed to generate download URL" answers in a row. */
+  readonly photoNotFound: number;
+}
+
 export async function abandonJob(
   deps: Deps,
   key: JobKey,
   runwayTaskId: string | undefined,
   reason: string,
-  transientFailures?: number,
+  streak?: FailureStreak,
 ): Promise<void> {
   if (runwayTaskId) {
     try {
@@ -36,7 +43,7 @@ export async function abandonJob(
   await deps.ledger.claim(key, 'abandoned', {
     reason,
     at: new Date(deps.now()).toISOString(),
-    ...(transientFailures === undefined ? {} : { transient_failures: transientFailures }),
+    ...(streak === undefined ? {} : { transient_failures: streak.failures, photo_not_found: streak.photoNotFound }),
   });
   deps.log.warn({ item_id: key.itemId, runway_task_id: runwayTaskId, reason }, 'attempt closed without a report');
 }

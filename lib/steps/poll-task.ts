@@ -64,7 +64,10 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
     const now = deps.now();
     if (!task) {
       await slotFreed(deps, key, job);
-      return await reportJobFailed(deps, key, job, RUNWAY_GONE_MESSAGE, record);
+      // Past its timeout, the task was most likely cancelled by a delivery that timed it out.
+      const late = timedOut({ nowMs: now, submittedAtMs: job.submitted_at, timeoutSeconds: deps.config.runwayTimeoutSeconds });
+      const message = late ? timeoutMessage(deps.config.runwayTimeoutSeconds, job.last_status, job.throttled === true) : RUNWAY_GONE_MESSAGE;
+      return await reportJobFailed(deps, key, job, message, record);
     }
     log.info({ status: task.status, progress: task.progress ?? undefined, polls: job.polls }, 'runway task polled');
     await noteThrottling(deps, job, task.status);

@@ -135,13 +135,20 @@ export async function regenerate(deps: Deps, key: JobKey, job: Job, failed: Runw
   return { kind: 'done', detail: `generation ${next} started: task ${created.id}` };
 }
 
+/**
+ * The new generation's create failed. Runway's daily cap, or a 5xx (no task was made): not
+ * the item's fault, and the generation's claim is spent, so the attempt ends and the item
+ * goes back to the queue for a fresh one, as a failure before a first task would. No answer
+ * at all (a task may exist and be billed) or a refusal: reported failed.
+ */
 async function createFailed(deps: Deps, key: JobKey, job: Job, error: unknown, failure: string): Promise<StepOutcome> {
-  if (error instanceof UpstreamError && error.code === 'daily-cap') {
-    // Not the item's fault (design §2): back to the queue for a later day's attempt.
-    await abandonJob(deps, key, undefined, 'runway daily cap (new generation)');
+  const answered5xx = error instanceof UpstreamError && error.status !== undefined && error.retryable;
+  if (error instanceof UpstreamError && (error.code === 'daily-cap' || answered5xx)) {
+    const why = error.code === 'daily-cap' ? 'runway daily generation cap (new generation)' : `runway create answered ${error.status ?? '?'} (new generation)`;
+    await abandonJob(deps, key, undefined, why, { failures: 1, photoNotFound: 0 });
     await releaseSlot(deps, key, job.model);
-    await releaseLease(deps, job.item_id, 'runway daily generation cap');
-    return { kind: 'done', detail: 'runway: daily generation limit reached: item given back' };
+    await releaseLease(deps, job.item_id, why);
+    return { kind: 'done', detail: `${failureMessageOf(error)}: item given back` };
   }
   await releaseSlot(deps, key, job.model);
   const why =

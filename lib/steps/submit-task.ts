@@ -9,8 +9,8 @@ import { PermanentError, UpstreamError } from '../errors.js';
 import type { Fact, JobKey, JobRecord } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
 import { firstPollDelay, publishPoll, publishUpload, resumeDedupId } from './chain.js';
-import { prepareGeneration } from './generation.js';
-import { abandonJob, markSlot, releaseLease } from './lease-ops.js';
+import { isPhotoNotFound, PHOTO_NOT_FOUND_MESSAGE, prepareGeneration } from './generation.js';
+import { abandonJob, markSlot, releaseLease, releaseSlot, type FailureStreak } from './lease-ops.js';
 import type { Job } from './messages.js';
 import { sendReport } from './report.js';
 
@@ -43,8 +43,10 @@ export interface AttemptChoice {
   /** The attempt is still open (a task or an upload may be waiting to be picked up). */
   readonly open: JobRecord | undefined;
   /** Transient failures in a row of the attempts right before this one. */
-  readonly transientFailures: number;
+  readonly streak: FailureStreak;
 }
+
+const NO_STREAK: FailureStreak = { failures: 0, photoNotFound: 0 };
 
 /**
  * Which attempt a fresh lease belongs to: the open one, or the next after a closed one.
@@ -54,22 +56,31 @@ export interface AttemptChoice {
  * again). A `failed` claim closes the attempt: an admin retry is how such an item comes back.
  */
 export function attemptFor(latest: JobRecord | undefined): AttemptChoice {
-  if (!latest) return { attempt: 1, open: undefined, transientFailures: 0 };
+  if (!latest) return { attempt: 1, open: undefined, streak: NO_STREAK };
   if (latest.abandoned || latest.reported?.status === 'failed') {
-    const transientFailures = latest.reported ? 0 : (latest.abandoned?.transient_failures ?? 0);
-    return { attempt: latest.attempt + 1, open: undefined, transientFailures };
+    const abandoned = latest.reported ? undefined : latest.abandoned;
+    const streak = { failures: abandoned?.transient_failures ?? 0, photoNotFound: abandoned?.photo_not_found ?? 0 };
+    return { attempt: latest.attempt + 1, open: undefined, streak };
   }
-  return { attempt: latest.attempt, open: latest, transientFailures: 0 };
+  return { attempt: latest.attempt, open: latest, streak: NO_STREAK };
 }
 
 /**
  * Something outside failed before any Runway task existed: give the item back for a later
  * run, unless that has happened too often in a row (a photo URL that always hangs, say).
  */
-async function giveBackOrFail(deps: Deps, key: JobKey, prior: number, message: string, why: string, giveBack: GiveBack): Promise<SubmitOutcome> {
-  const failures = prior + 1;
-  if (failures >= MAX_TRANSIENT_FAILURES) return reportFailed(deps, key, message);
-  await abandonJob(deps, key, undefined, why, failures);
+async function giveBackOrFail(deps: Deps, key: JobKey, prior: FailureStreak, error: unknown, why: string, giveBack: GiveBack): Promise<SubmitOutcome> {
+  const streak: FailureStreak = {
+    failures: prior.failures + 1,
+    photoNotFound: isPhotoNotFound(error) ? prior.photoNotFound + 1 : 0,
+  };
+  const message = failureMessageOf(error);
+  if (streak.failures >= MAX_TRANSIENT_FAILURES) {
+    // The photo is called missing only when the app said nothing else, time after time.
+    const missing = streak.photoNotFound >= MAX_TRANSIENT_FAILURES;
+    return reportFailed(deps, key, missing ? PHOTO_NOT_FOUND_MESSAGE : message);
+  }
+  await abandonJob(deps, key, undefined, why, streak);
   await giveBack(key.itemId, why);
   return { kind: 'released', itemId: key.itemId, detail: message, stopLeasing: false };
 }
@@ -164,7 +175,7 @@ export async function submitTask(deps: Deps, task: LeasedTask, options: SubmitOp
   if (provider.warning) log.warn({ provider: task.inference_provider }, provider.warning);
   const model = provider.model;
 
-  const { attempt, open, transientFailures } = attemptFor(await deps.ledger.latest(itemId));
+  const { attempt, open, streak } = attemptFor(await deps.ledger.latest(itemId));
   const key: JobKey = { itemId, attempt };
   if (open) {
     const resumed = await resume(deps, key, open, task);
@@ -175,7 +186,7 @@ export async function submitTask(deps: Deps, task: LeasedTask, options: SubmitOp
     await giveBack(itemId, `no free Runway slot for ${model}`);
     return { kind: 'released', itemId, detail: `runway: no free ${model} slot now`, stopLeasing: 'capacity' };
   }
-  return submitNew(deps, task, key, model, transientFailures, giveBack);
+  return submitNew(deps, task, key, model, streak, giveBack);
 }
 
 async function submitNew(
@@ -183,15 +194,31 @@ async function submitNew(
   task: LeasedTask,
   key: JobKey,
   model: RunwayModel,
-  transientFailures: number,
+  streak: FailureStreak,
+  giveBack: GiveBack,
+): Promise<SubmitOutcome> {
+  const { itemId } = key;
+  if (!(await deps.ledger.claim(key, 'submitting', { at: new Date(deps.now()).toISOString() }))) {
+    return { kind: 'skipped', itemId, detail: 'another delivery is submitting this item' };
+  }
+  // The slot is marked taken before the create, so a cron-poll run that counts meanwhile
+  // sees it; freed again unless a task came of it.
+  await markSlot(deps, key, model);
+  const outcome = await createFirstGeneration(deps, task, key, model, streak, giveBack);
+  if (outcome.kind !== 'submitted') await releaseSlot(deps, key, model);
+  return outcome;
+}
+
+async function createFirstGeneration(
+  deps: Deps,
+  task: LeasedTask,
+  key: JobKey,
+  model: RunwayModel,
+  streak: FailureStreak,
   giveBack: GiveBack,
 ): Promise<SubmitOutcome> {
   const { itemId } = key;
   const log = deps.log.child({ item_id: itemId, step: 'submit' });
-  if (!(await deps.ledger.claim(key, 'submitting', { at: new Date(deps.now()).toISOString() }))) {
-    return { kind: 'skipped', itemId, detail: 'another delivery is submitting this item' };
-  }
-
   try {
     if (!task.photo_storage_path) throw new PermanentError('task', 'task: photo_storage_path is missing');
     const duration = chooseDuration(model, task.frame_num);
@@ -210,7 +237,7 @@ async function submitNew(
     try {
       created = await deps.runway.createTask(prepared.body);
     } catch (error) {
-      return await handleCreateError(deps, key, error, transientFailures, giveBack);
+      return await handleCreateError(deps, key, error, streak, giveBack);
     }
     return await recordAndPoll(deps, key, {
       id: created.id,
@@ -226,7 +253,7 @@ async function submitNew(
       return reportFailed(deps, key, failureMessageOf(error));
     }
     log.warn({ err: describeError(error) }, 'transient failure before the Runway task');
-    return giveBackOrFail(deps, key, transientFailures, failureMessageOf(error), 'transient failure before the Runway task', giveBack);
+    return giveBackOrFail(deps, key, streak, error, 'transient failure before the Runway task', giveBack);
   }
 }
 
@@ -280,7 +307,6 @@ async function recordAndPoll(deps: Deps, key: JobKey, created: CreatedGeneration
   );
   try {
     await deps.ledger.claim(key, 'task', taskFactOf(created, now));
-    await markSlot(deps, key, created.model);
     await publishPoll(deps, job, firstPollDelay(deps, created.model));
   } catch (error) {
     log.error({ err: describeError(error) }, 'could not record or schedule the Runway task; it resumes when the lease lapses');
@@ -288,7 +314,7 @@ async function recordAndPoll(deps: Deps, key: JobKey, created: CreatedGeneration
   return { kind: 'submitted', itemId: key.itemId, job };
 }
 
-async function handleCreateError(deps: Deps, key: JobKey, error: unknown, transientFailures: number, giveBack: GiveBack): Promise<SubmitOutcome> {
+async function handleCreateError(deps: Deps, key: JobKey, error: unknown, streak: FailureStreak, giveBack: GiveBack): Promise<SubmitOutcome> {
   if (error instanceof UpstreamError && error.code === 'daily-cap') {
     // Not the item's fault: give it back and stop leasing for this run (design §2).
     await abandonJob(deps, key, undefined, 'runway daily cap');
@@ -297,7 +323,7 @@ async function handleCreateError(deps: Deps, key: JobKey, error: unknown, transi
   }
   if (error instanceof UpstreamError && error.status !== undefined && error.retryable) {
     // Runway answered 5xx: no task was made. Close this attempt and let a later run try again.
-    return giveBackOrFail(deps, key, transientFailures, failureMessageOf(error), `runway create answered ${error.status}`, giveBack);
+    return giveBackOrFail(deps, key, streak, error, `runway create answered ${error.status}`, giveBack);
   }
   if (error instanceof UpstreamError && error.status === undefined) {
     // No answer: a task may exist and be billed. Never create blindly again (contract §2.4).

@@ -96,6 +96,12 @@ async function reportCompleted(deps: Deps, key: JobKey, job: Job, storagePath: s
  * app; undefined when it finds no video (the refusal was a passing failure after all).
  */
 async function completedIfStored(deps: Deps, key: JobKey, job: Job): Promise<StepOutcome | undefined> {
+  // A duplicate delivery may have stored the video (so the presign is refused) and recorded
+  // it meanwhile: then its report is the one, and is only settled here, never sent twice.
+  const current = await deps.ledger.read(key);
+  const closed = await answerIfClosed(deps, key, current);
+  if (closed) return closed;
+  if (current.uploaded) return reportCompleted(deps, key, job, current.uploaded.storage_path, current);
   const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'upload' });
   log.warn('upload presign refused: the video may already be stored; asking the app with the completed report');
   let result;

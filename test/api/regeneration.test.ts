@@ -142,6 +142,35 @@ describe('a first generation that fails with a transient code', () => {
   });
 });
 
+describe('a new generation whose create Runway answers with a 502', () => {
+  it('gives the item back untouched (no task was made), and the next lease starts a fresh attempt', async () => {
+    // The sandbox draws once per Runway API call for its 502 fault: fire on the draw chosen.
+    let draws = 0;
+    let fireOn = Number.POSITIVE_INFINITY;
+    const rng = (): number => (++draws === fireOn ? 0 : 0.999);
+    const { harness, itemId, job } = await firstGenerationFails('INTERNAL', {
+      sandbox: { rng, runway: { generationMs: 300 }, faults: { runway: { error502Rate: 0.5 } } },
+    });
+    // This delivery: the task lookup, then the new generation's create.
+    fireOn = draws + 2;
+
+    const answer = await harness.deliver(CALLBACK, { job });
+
+    expect(answer.status).toBe(200);
+    expect(creates(harness).map((request) => request.json)).toHaveLength(2);
+    expect(harness.sandbox.runway.tasks()).toHaveLength(1);
+    expect(harness.sandbox.app.reports(itemId)).toEqual([]);
+    expect(harness.appCalls('heartbeat').map((request) => (request.json as { extend_seconds: number }).extend_seconds)).toEqual([600, 0]);
+    expect((await harness.runtime.deps.ledger.read({ itemId, attempt: 1 })).abandoned).toMatchObject({ transient_failures: 1 });
+
+    const next = await harness.cron();
+
+    expect(next.json).toMatchObject({ items: [{ item_id: itemId, outcome: 'submitted' }] });
+    expect(pollJobs(harness, itemId).at(-1)).toMatchObject({ attempt: 2, generation: 1 });
+    expect(harness.sandbox.runway.tasks()).toHaveLength(2);
+  });
+});
+
 describe('a failure that a new generation would not fix', () => {
   it.each([
     ['SAFETY.INPUT.IMAGE', "runway: SAFETY.INPUT.IMAGE — the photo was rejected by Runway's content moderation"],

@@ -412,3 +412,31 @@ describe('runway-callback for a task Runway no longer knows (deleted)', () => {
     ]);
   });
 });
+
+describe('runway-callback finding the task gone after its timeout passed', () => {
+  it('reports the timeout (a duplicate delivery cancelled it), not a task deleted by someone', async () => {
+    const { harness, job } = await running({ env: { RUNWAY_TIMEOUT_SECONDS: '1' } });
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    // What the delivery that timed the task out did first.
+    await fetch(`${harness.sandbox.runwayApiUrl}/v1/tasks/${job.runway_task_id}`, {
+      method: 'DELETE',
+      headers: { authorization: RUNWAY_AUTH, 'x-runway-version': '2024-11-06' },
+    });
+
+    const answer = await harness.deliver(CALLBACK, { job });
+
+    expect(answer.status).toBe(489);
+    expect(harness.sandbox.app.reports(job.item_id)).toMatchObject([{ status: 'failed', error_message: 'runway: timed out after 1 s' }]);
+  });
+
+  it('still reports a task deleted before its timeout as cancelled or deleted', async () => {
+    const { harness, job } = await running();
+    await fetch(`${harness.sandbox.runwayApiUrl}/v1/tasks/${job.runway_task_id}`, {
+      method: 'DELETE',
+      headers: { authorization: RUNWAY_AUTH, 'x-runway-version': '2024-11-06' },
+    });
+
+    expect((await harness.deliver(CALLBACK, { job })).status).toBe(489);
+    expect(harness.sandbox.app.reports(job.item_id)).toMatchObject([{ status: 'failed', error_message: 'runway: the task was cancelled or deleted' }]);
+  });
+});

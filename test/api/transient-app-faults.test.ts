@@ -35,6 +35,30 @@ describe('the app answering 500 "Failed to generate download URL" for a photo th
   });
 });
 
+describe('three transient failures in a row before any Runway task, the last one the download presign', () => {
+  it('reports the outage as what it was, not as a missing photo', async () => {
+    // The sandbox draws once per Runway API call for its 502 fault; fire on the creates.
+    let draws = 0;
+    const fireOn = new Set<number>();
+    const rng = (): number => (fireOn.has(++draws) ? 0 : 0.999);
+    const item = seedItem('landscape.jpg');
+    const harness = await startHarness({ items: [item], sandbox: { rng, runway: { generationMs: 300 }, faults: { runway: { error502Rate: 0.5 } } } });
+    // Run 1: the limits (draw 1), then a create answered 502 (draw 2); run 2: the limits are
+    // cached, its create is draw 3; run 3: the photo cannot be signed.
+    fireOn.add(2).add(3);
+
+    for (let run = 1; run <= 2; run++) {
+      expect((await harness.cron()).json).toMatchObject({ items: [{ item_id: item.item_id, outcome: 'released' }] });
+    }
+    harness.sandbox.app.failNext('presign-download', 3);
+    expect((await harness.cron()).json).toMatchObject({ items: [{ item_id: item.item_id, outcome: 'failed' }] });
+
+    expect(harness.sandbox.app.reports(item.item_id)).toMatchObject([
+      { status: 'failed', error_message: 'photo: the app could not sign a download URL (answered 500)', applied: true },
+    ]);
+  });
+});
+
 describe('the app answering 500 "Failed to update task" to the completed report three times in a row', () => {
   it('sends the report again on the next delivery, since the heartbeat proves it did not land', async () => {
     const { harness, itemId } = await oneItem();

@@ -157,6 +157,32 @@ describe('step-upload when the video is already stored from an earlier delivery'
   });
 });
 
+describe('a duplicate delivery that reaches the upload presign after the first one stored and reported the video', () => {
+  it('settles the report the first one claimed and never sends a second one', async () => {
+    const ready = await readyToUpload();
+    const { harness, message, itemId } = ready;
+    const real = harness.runtime.deps;
+    const deps: Deps = {
+      ...real,
+      app: {
+        ...real.app,
+        async presignUpload(id) {
+          // The duplicate has read the ledger (nothing yet); now the first delivery runs to its end.
+          expect((await harness.deliver(STEP_UPLOAD, message)).status).toBe(200);
+          return real.app.presignUpload(id);
+        },
+      },
+    };
+
+    const duplicate = await deliverWith(harness, deps, message);
+
+    expect(duplicate.status).toBe(200);
+    expect(harness.sandbox.app.reports(itemId).filter((report) => report.applied)).toHaveLength(1);
+    expect(reports(ready)).toEqual([completedReport(ready)]);
+    expect(videos(harness)).toHaveLength(1);
+  });
+});
+
 describe('step-upload when the upload presign fails for a moment with the same 500 and no video is stored', () => {
   it('asks the app, which finds no video and applies nothing, then uploads on the next delivery', async () => {
     const ready = await readyToUpload();

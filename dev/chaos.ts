@@ -52,6 +52,8 @@ async function main(): Promise<number> {
   });
 
   process.stdout.write(`${formatFigures(figures).join('\n')}\n`);
+  const quietest = figures.details.longestQuiet;
+  if (quietest) say(`longest quiet stretch: ${quietest.item_id}: ${quietest.detail}`);
   for (const note of figures.details.unexpectedFailures) say(`unexpected failure: ${note.item_id}: ${note.detail}`);
   const broken = checkInvariants(figures);
   for (const problem of broken) say(`INVARIANT BROKEN: ${problem}`);

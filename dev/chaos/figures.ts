@@ -1,17 +1,27 @@
 import type { ReportRecord, WorkItem } from '../sandbox/app-api.js';
 import type { SandboxRunwayTask } from '../sandbox/runway.js';
 import type { StoredObject } from '../sandbox/storage.js';
-import { classifyFailure, isExpectedFailure, type FailureClass } from './classify.js';
+import type { FailureClass } from './classify.js';
+import { attemptsOf, createsPerGenerationMax, type Attempt } from './generations.js';
+import { itemOutcomesOf, type ItemNote } from './item-outcomes.js';
 import { itemIdOfPrompt } from './items.js';
+import { leaseSpansOf } from './lease-watch.js';
 import type { Leak } from './leaks.js';
+import type { ChaosObservation } from './observation.js';
+import { phaseClockOf, pollsThatSawChange, type PhaseClock } from './runway-phases.js';
+import { longestQuiet, type ItemHistory, type Quiet } from './stalls.js';
+
+export type { ItemNote } from './item-outcomes.js';
+export type { ChaosObservation, ChaosSettings, ItemRequest } from './observation.js';
 
 /**
- * The figures of a chaos run, computed from what the sandbox services saw (the app's items
- * and every report that reached it, Runway's tasks, storage's objects) rather than from
- * what the worker believes. Pure, so it can be checked on hand-made observations.
+ * The figures of a chaos run, computed from what the sandbox services saw (the app's items,
+ * every report and release that reached it and its leases as sampled during the run; Runway's
+ * tasks and the polls and cancels it received; storage's objects) rather than from what the
+ * worker believes. Pure, so it can be checked on hand-made observations.
  */
 
-/** Printed first, in this order (the issue's list). */
+/** Printed first, in this order: the headline figures and those an invariant bounds. */
 export const REQUIRED_FIGURES = [
   'items',
   'completed',
@@ -19,9 +29,15 @@ export const REQUIRED_FIGURES = [
   'failed_unexpected',
   'lost',
   'duplicate_reports',
-  'runway_creates_per_item_max',
+  'runway_creates_per_generation_max',
+  'runway_tasks_per_attempt_max',
   'uploads_per_item_max',
   'failed_after_upload',
+  'html_outputs_stored',
+  'throttled_at_once_max',
+  'max_no_progress_seconds',
+  'stall_threshold_seconds',
+  'stalled_items',
   'leaked_secrets',
   'wall_seconds',
 ] as const;
@@ -30,7 +46,11 @@ export const REQUIRED_FIGURES = [
 export const EXTRA_FIGURES = [
   'failed_moderation',
   'failed_timed_out',
+  'failed_regenerated_transient',
+  'failed_not_a_video',
   'failed_transient',
+  'regenerations',
+  'runway_tasks_per_item_max',
   'videos_not_identical',
   'runway_tasks_unmapped',
   'upload_attempts_per_item_max',
@@ -47,49 +67,32 @@ export const EXTRA_FIGURES = [
 
 export type FigureName = (typeof REQUIRED_FIGURES)[number] | (typeof EXTRA_FIGURES)[number];
 
-export interface ItemNote {
-  readonly item_id: string;
-  readonly detail: string;
-}
-
 /** Which items are behind the figures that must stay at zero, for digging. */
 export interface ChaosDetails {
   readonly seed: number;
   readonly unexpectedFailures: readonly ItemNote[];
   readonly lostItems: readonly ItemNote[];
   readonly duplicateReports: readonly ItemNote[];
+  /** Attempts with two tasks for one generation. */
   readonly extraRunwayTasks: readonly ItemNote[];
+  /** Attempts with more tasks than one plus the regenerations allowed. */
+  readonly tooManyGenerations: readonly ItemNote[];
   readonly extraUploads: readonly ItemNote[];
   readonly failedAfterUpload: readonly ItemNote[];
   readonly videosNotIdentical: readonly ItemNote[];
+  readonly htmlStored: readonly ItemNote[];
+  readonly stalledItems: readonly ItemNote[];
+  /** The item behind `max_no_progress_seconds`, to see what the longest quiet stretch was. */
+  readonly longestQuiet: ItemNote | undefined;
   readonly unmappedTasks: readonly string[];
   readonly leaks: readonly Leak[];
+  /** The settings invariants are checked against. */
+  readonly regenerationsAllowed: number;
+  readonly concurrencyLimit: number | undefined;
   readonly logFile: string | undefined;
 }
 
 export type ChaosFigures = Readonly<Record<FigureName, number>> & { readonly details: ChaosDetails };
-
-export interface ChaosObservation {
-  readonly seed: number;
-  /** The item ids that were seeded. */
-  readonly itemIds: readonly string[];
-  /** `sandbox.app.items()` at the end. */
-  readonly workItems: readonly WorkItem[];
-  /** Every report that reached the app's report logic, oldest first. */
-  readonly reports: readonly ReportRecord[];
-  readonly tasks: readonly SandboxRunwayTask[];
-  /** Objects in the `generated-videos` bucket. */
-  readonly videos: readonly StoredObject[];
-  /** Upload attempts storage saw for `videos/<item>.mp4`. */
-  readonly uploadAttempts: (itemId: string) => number;
-  /** sha256 of the bytes the sandbox Runway serves as a task's output. */
-  readonly outputSha256: (taskId: string) => string;
-  readonly qstash: { readonly published: number; readonly deliveries: number; readonly duplicatesInjected: number };
-  readonly logLines: number;
-  readonly leaks: readonly Leak[];
-  readonly wallMs: number;
-  readonly logFile?: string;
-}
 
 const VIDEO_PATH = /^videos\/(.+)\.mp4$/;
 
@@ -106,6 +109,7 @@ function groupBy<T>(values: readonly T[], keyOf: (value: T) => string | undefine
 }
 
 const maxOf = (values: Iterable<number>): number => Math.max(0, ...values);
+const seconds = (ms: number): number => Math.round(ms / 100) / 10;
 
 function videoProblem(video: StoredObject, item: WorkItem | undefined, tasks: readonly SandboxRunwayTask[], sha: (id: string) => string): string | undefined {
   const taskId = item?.veo_operation_id ?? (tasks.length === 1 ? tasks[0]?.id : undefined);
@@ -117,62 +121,147 @@ function videoProblem(video: StoredObject, item: WorkItem | undefined, tasks: re
   return undefined;
 }
 
-export function figuresOf(observation: ChaosObservation): ChaosFigures {
-  const seeded = new Set(observation.itemIds);
-  const byId = new Map(observation.workItems.map((item) => [item.item_id, item]));
-  const reportsByItem = groupBy(observation.reports, (report) => report.item_id);
+/** A stored video made of an HTML page: its bytes are the page, or its task only ever served the page. */
+function htmlProblem(video: StoredObject, tasks: readonly SandboxRunwayTask[], htmlSha: string): string | undefined {
+  if (video.sha256 === htmlSha) return `${video.path} holds the CDN's HTML page`;
+  const htmlOnly = tasks.find((task) => task.status === 'SUCCEEDED' && task.htmlOutput);
+  return htmlOnly === undefined ? undefined : `${video.path} stored although task ${htmlOnly.id} only ever served HTML`;
+}
+
+const describeAttempt = (attempt: Attempt): string => attempt.map(({ task, generation }) => `g${generation} ${task.id} ${task.status}`).join(', ');
+
+function describeQuiet(quiet: Quiet, startedAtMs: number): string {
+  const at = (ms: number): string => `${seconds(ms - startedAtMs)} s`;
+  return `${seconds(quiet.ms)} s held without progress, from ${at(quiet.fromMs)} to ${quiet.unfinished ? 'the end of the run' : at(quiet.toMs)} after its first lease`;
+}
+
+/** The observation grouped by item, with every task's phase clock and its item's attempts. */
+interface Indexed {
+  readonly byId: ReadonlyMap<string, WorkItem>;
+  readonly reportsByItem: ReadonlyMap<string, ReportRecord[]>;
+  readonly tasksByItem: ReadonlyMap<string, SandboxRunwayTask[]>;
+  readonly videosByItem: ReadonlyMap<string, StoredObject[]>;
+  readonly attemptsByItem: ReadonlyMap<string, Attempt[]>;
+  readonly clockOf: (task: SandboxRunwayTask) => PhaseClock;
+}
+
+function indexed(observation: ChaosObservation): Indexed {
+  const { settings } = observation;
   const tasksByItem = groupBy(observation.tasks, (task) => itemIdOfPrompt(task.promptText));
-  const videosByItem = groupBy(observation.videos, (video) => VIDEO_PATH.exec(video.path)?.[1]);
+  const releasesByItem = groupBy(observation.releases, (release) => release.item_id);
+  const firstDelete = new Map<string, number>();
+  for (const request of observation.taskDeletes) firstDelete.set(request.taskId, Math.min(request.at, firstDelete.get(request.taskId) ?? Infinity));
+  const clocks = new Map(observation.tasks.map((task) => [task.id, phaseClockOf(task, settings.generationMs, firstDelete.get(task.id))]));
+  const clockOf = (task: SandboxRunwayTask): PhaseClock => clocks.get(task.id) ?? phaseClockOf(task, settings.generationMs, undefined);
+  const attemptsByItem = new Map(
+    [...tasksByItem].map(([itemId, tasks]) => [itemId, attemptsOf(tasks, (releasesByItem.get(itemId) ?? []).map((release) => release.at), clockOf)]),
+  );
+  return {
+    byId: new Map(observation.workItems.map((item) => [item.item_id, item])),
+    reportsByItem: groupBy(observation.reports, (report) => report.item_id),
+    tasksByItem,
+    videosByItem: groupBy(observation.videos, (video) => VIDEO_PATH.exec(video.path)?.[1]),
+    attemptsByItem,
+    clockOf,
+  };
+}
 
-  const failures = new Map<FailureClass, number>();
-  const unexpectedFailures: ItemNote[] = [];
-  const lostItems: ItemNote[] = [];
-  let completed = 0;
-  for (const itemId of observation.itemIds) {
-    const item = byId.get(itemId);
-    if (item?.status === 'completed') {
-      completed += 1;
-    } else if (item?.status === 'failed') {
-      const kind = classifyFailure(item.error_message);
-      failures.set(kind, (failures.get(kind) ?? 0) + 1);
-      if (!isExpectedFailure(kind)) unexpectedFailures.push({ item_id: itemId, detail: item.error_message ?? '(no message)' });
-    } else {
-      const lease = item?.leased_until ? `, leased until ${item.leased_until}` : '';
-      lostItems.push({ item_id: itemId, detail: item ? `${item.status}${lease}, retry_count ${item.retry_count}` : 'missing from the app' });
-    }
-  }
-
+function reportProblems(itemIds: readonly string[], ix: Indexed): { duplicateReports: ItemNote[]; failedAfterUpload: ItemNote[] } {
   const duplicateReports: ItemNote[] = [];
   const failedAfterUpload: ItemNote[] = [];
-  for (const itemId of observation.itemIds) {
-    const applied = (reportsByItem.get(itemId) ?? []).filter((report) => report.applied);
+  for (const itemId of itemIds) {
+    const applied = (ix.reportsByItem.get(itemId) ?? []).filter((report) => report.applied);
     if (applied.length > 1) {
       duplicateReports.push({ item_id: itemId, detail: applied.map((report) => `${report.status}@${report.at}`).join(', ') });
     }
     const firstCompleted = applied.findIndex((report) => report.status === 'completed');
     const failedLater = firstCompleted !== -1 && applied.slice(firstCompleted + 1).some((report) => report.status === 'failed');
-    const video = videosByItem.get(itemId);
-    if (failedLater || (byId.get(itemId)?.status === 'failed' && video !== undefined)) {
+    const video = ix.videosByItem.get(itemId);
+    if (failedLater || (ix.byId.get(itemId)?.status === 'failed' && video !== undefined)) {
       failedAfterUpload.push({
         item_id: itemId,
         detail: failedLater ? 'failed report applied after completed' : `failed while ${video?.[0]?.path ?? 'a video'} is stored`,
       });
     }
   }
+  return { duplicateReports, failedAfterUpload };
+}
 
+function generationProblems(ix: Indexed, regenerations: number): { extraRunwayTasks: ItemNote[]; tooManyGenerations: ItemNote[] } {
   const extraRunwayTasks: ItemNote[] = [];
-  for (const [itemId, tasks] of tasksByItem) {
-    if (tasks.length > 1) extraRunwayTasks.push({ item_id: itemId, detail: tasks.map((task) => `${task.id} ${task.status}`).join(', ') });
-  }
-  const extraUploads: ItemNote[] = [];
-  const videosNotIdentical: ItemNote[] = [];
-  for (const [itemId, videos] of videosByItem) {
-    if (videos.length > 1) extraUploads.push({ item_id: itemId, detail: `${videos.length} stored videos` });
-    for (const video of videos) {
-      const problem = videoProblem(video, byId.get(itemId), tasksByItem.get(itemId) ?? [], observation.outputSha256);
-      if (problem) videosNotIdentical.push({ item_id: itemId, detail: problem });
+  const tooManyGenerations: ItemNote[] = [];
+  for (const [itemId, attempts] of ix.attemptsByItem) {
+    for (const attempt of attempts) {
+      if (createsPerGenerationMax(attempt) > 1) extraRunwayTasks.push({ item_id: itemId, detail: describeAttempt(attempt) });
+      if (attempt.length > 1 + regenerations) tooManyGenerations.push({ item_id: itemId, detail: describeAttempt(attempt) });
     }
   }
+  return { extraRunwayTasks, tooManyGenerations };
+}
+
+function storedVideoProblems(observation: ChaosObservation, ix: Indexed): { extraUploads: ItemNote[]; videosNotIdentical: ItemNote[]; htmlStored: ItemNote[] } {
+  const extraUploads: ItemNote[] = [];
+  const videosNotIdentical: ItemNote[] = [];
+  const htmlStored: ItemNote[] = [];
+  for (const [itemId, videos] of ix.videosByItem) {
+    if (videos.length > 1) extraUploads.push({ item_id: itemId, detail: `${videos.length} stored videos` });
+    const tasks = ix.tasksByItem.get(itemId) ?? [];
+    for (const video of videos) {
+      const problem = videoProblem(video, ix.byId.get(itemId), tasks, observation.outputSha256);
+      if (problem) videosNotIdentical.push({ item_id: itemId, detail: problem });
+      const html = htmlProblem(video, tasks, observation.htmlPageSha256);
+      if (html) htmlStored.push({ item_id: itemId, detail: html });
+    }
+  }
+  return { extraUploads, videosNotIdentical, htmlStored };
+}
+
+/** Every item's longest held stretch without progress; those over the threshold are stalled. */
+function stalls(observation: ChaosObservation, ix: Indexed): { stalledItems: ItemNote[]; longestQuietMs: number; longestQuiet: ItemNote | undefined } {
+  const { settings } = observation;
+  const samplesByItem = groupBy(observation.leaseSamples, (sample) => sample.item_id);
+  const pollsByTask = groupBy(observation.taskPolls, (poll) => poll.taskId);
+  const stalledItems: ItemNote[] = [];
+  let longestQuietMs = 0;
+  let longest: ItemNote | undefined;
+  for (const itemId of observation.itemIds) {
+    const tasks = ix.tasksByItem.get(itemId) ?? [];
+    const leaseSpans = leaseSpansOf(samplesByItem.get(itemId) ?? [], settings.leaseMs);
+    const history: ItemHistory = {
+      leaseSpans,
+      tasksCreatedAtMs: tasks.map((task) => Date.parse(task.createdAt)),
+      pollsThatSawChangeAtMs: tasks.flatMap((task) =>
+        pollsThatSawChange(ix.clockOf(task), Date.parse(task.createdAt), (pollsByTask.get(task.id) ?? []).map((poll) => poll.at)),
+      ),
+      videosStoredAtMs: (ix.videosByItem.get(itemId) ?? []).map((video) => video.storedAt),
+      reportsAppliedAtMs: (ix.reportsByItem.get(itemId) ?? []).filter((report) => report.applied).map((report) => Date.parse(report.at)),
+    };
+    const quiet = longestQuiet(history, observation.watchedUntilMs);
+    const note = { item_id: itemId, detail: describeQuiet(quiet, leaseSpans[0]?.atMs ?? quiet.fromMs) };
+    if (quiet.ms > longestQuietMs) {
+      longestQuietMs = quiet.ms;
+      longest = note;
+    }
+    if (quiet.ms > settings.stallThresholdMs) stalledItems.push(note);
+  }
+  return { stalledItems, longestQuietMs, longestQuiet: longest };
+}
+
+export function figuresOf(observation: ChaosObservation): ChaosFigures {
+  const { settings } = observation;
+  const seeded = new Set(observation.itemIds);
+  const ix = indexed(observation);
+  const outcomes = itemOutcomesOf(observation.itemIds, ix.byId, (itemId) => ({
+    tasks: ix.tasksByItem.get(itemId) ?? [],
+    attempts: ix.attemptsByItem.get(itemId) ?? [],
+    timeoutMs: settings.runwayTimeoutMs,
+    generationMs: settings.generationMs,
+  }));
+  const reports = reportProblems(observation.itemIds, ix);
+  const generations = generationProblems(ix, settings.regenerations);
+  const attempts = [...ix.attemptsByItem.values()].flat();
+  const videos = storedVideoProblems(observation, ix);
+  const stalled = stalls(observation, ix);
   const unmappedTasks = observation.tasks
     .filter((task) => {
       const itemId = itemIdOfPrompt(task.promptText);
@@ -180,24 +269,34 @@ export function figuresOf(observation: ChaosObservation): ChaosFigures {
     })
     .map((task) => task.id);
 
-  const count = (kind: FailureClass): number => failures.get(kind) ?? 0;
-  const failedExpected = count('moderation') + count('timed-out') + count('daily-cap') + count('transient-exhausted');
+  const count = (kind: FailureClass): number => outcomes.failures.get(kind) ?? 0;
+  const failedExpected = [...outcomes.failures].filter(([kind]) => kind !== 'unexpected').reduce((sum, [, n]) => sum + n, 0);
   return {
     items: observation.itemIds.length,
-    completed,
+    completed: outcomes.completed,
     failed_expected: failedExpected,
     failed_unexpected: count('unexpected'),
-    lost: lostItems.length,
-    duplicate_reports: duplicateReports.length,
-    runway_creates_per_item_max: maxOf([...tasksByItem.values()].map((tasks) => tasks.length)),
-    uploads_per_item_max: maxOf([...videosByItem.values()].map((videos) => videos.length)),
-    failed_after_upload: failedAfterUpload.length,
+    lost: outcomes.lostItems.length,
+    duplicate_reports: reports.duplicateReports.length,
+    runway_creates_per_generation_max: maxOf(attempts.map(createsPerGenerationMax)),
+    runway_tasks_per_attempt_max: maxOf(attempts.map((attempt) => attempt.length)),
+    uploads_per_item_max: maxOf([...ix.videosByItem.values()].map((stored) => stored.length)),
+    failed_after_upload: reports.failedAfterUpload.length,
+    html_outputs_stored: videos.htmlStored.length,
+    throttled_at_once_max: observation.throttledAtOnceMax,
+    max_no_progress_seconds: seconds(stalled.longestQuietMs),
+    stall_threshold_seconds: seconds(settings.stallThresholdMs),
+    stalled_items: stalled.stalledItems.length,
     leaked_secrets: observation.leaks.length,
-    wall_seconds: Math.round(observation.wallMs / 100) / 10,
+    wall_seconds: seconds(observation.wallMs),
     failed_moderation: count('moderation'),
     failed_timed_out: count('timed-out'),
+    failed_regenerated_transient: count('regenerated-transient'),
+    failed_not_a_video: count('not-a-video'),
     failed_transient: count('transient-exhausted') + count('daily-cap'),
-    videos_not_identical: videosNotIdentical.length,
+    regenerations: attempts.reduce((sum, attempt) => sum + attempt.length - 1, 0),
+    runway_tasks_per_item_max: maxOf([...ix.tasksByItem.values()].map((tasks) => tasks.length)),
+    videos_not_identical: videos.videosNotIdentical.length,
     runway_tasks_unmapped: unmappedTasks.length,
     upload_attempts_per_item_max: maxOf(observation.itemIds.map(observation.uploadAttempts)),
     runway_tasks_created: observation.tasks.length,
@@ -211,15 +310,17 @@ export function figuresOf(observation: ChaosObservation): ChaosFigures {
     log_lines: observation.logLines,
     details: {
       seed: observation.seed,
-      unexpectedFailures,
-      lostItems,
-      duplicateReports,
-      extraRunwayTasks,
-      extraUploads,
-      failedAfterUpload,
-      videosNotIdentical,
+      unexpectedFailures: outcomes.unexpectedFailures,
+      lostItems: outcomes.lostItems,
+      ...reports,
+      ...generations,
+      ...videos,
+      stalledItems: stalled.stalledItems,
+      longestQuiet: stalled.longestQuiet,
       unmappedTasks,
       leaks: observation.leaks,
+      regenerationsAllowed: settings.regenerations,
+      concurrencyLimit: settings.concurrencyLimit,
       logFile: observation.logFile,
     },
   };
@@ -228,48 +329,4 @@ export function figuresOf(observation: ChaosObservation): ChaosFigures {
 /** One `name: value` line per figure, the required ones first. */
 export function formatFigures(figures: ChaosFigures): string[] {
   return [...REQUIRED_FIGURES, ...EXTRA_FIGURES].map((name) => `${name}: ${figures[name]}`);
-}
-
-/**
- * The invariants of design §4 as this run can observe them; one sentence per broken one.
- * One worker id and no admin retry means an item has a single chain of lease attempts, and
- * only an attempt that never reached Runway is ever followed by another: so "at most one
- * Runway task per lease attempt" is "at most one per item" here.
- */
-export function checkInvariants(figures: ChaosFigures): string[] {
-  const { details } = figures;
-  const broken: string[] = [];
-  const items = (notes: readonly ItemNote[]): string =>
-    notes
-      .slice(0, 5)
-      .map((note) => `${note.item_id} (${note.detail})`)
-      .join('; ') + (notes.length > 5 ? `; and ${notes.length - 5} more` : '');
-
-  if (figures.runway_creates_per_item_max > 1) {
-    broken.push(`more than one Runway task for an item (max ${figures.runway_creates_per_item_max}): ${items(details.extraRunwayTasks)}`);
-  }
-  if (figures.runway_tasks_unmapped > 0) {
-    broken.push(`${figures.runway_tasks_unmapped} Runway task(s) whose prompt names no seeded item: ${details.unmappedTasks.slice(0, 5).join(', ')}`);
-  }
-  if (figures.uploads_per_item_max > 1) broken.push(`more than one video stored for an item: ${items(details.extraUploads)}`);
-  if (figures.videos_not_identical > 0) {
-    broken.push(`${figures.videos_not_identical} stored video(s) not byte-identical to their Runway output: ${items(details.videosNotIdentical)}`);
-  }
-  if (figures.duplicate_reports > 0) {
-    broken.push(`${figures.duplicate_reports} item(s) with more than one applied report: ${items(details.duplicateReports)}`);
-  }
-  if (figures.failed_after_upload > 0) {
-    broken.push(`${figures.failed_after_upload} item(s) failed after their video was uploaded: ${items(details.failedAfterUpload)}`);
-  }
-  if (figures.lost > 0) broken.push(`${figures.lost} item(s) neither completed nor failed at the end: ${items(details.lostItems)}`);
-  if (figures.leaked_secrets > 0) {
-    const sample = details.leaks
-      .slice(0, 5)
-      .map((leak) => `${leak.kind} in ${leak.where}: ${leak.excerpt}`)
-      .join('; ');
-    broken.push(`${figures.leaked_secrets} secret(s) in logs or error messages: ${sample}`);
-  }
-  const accounted = figures.completed + figures.failed_expected + figures.failed_unexpected + figures.lost;
-  if (accounted !== figures.items) broken.push(`items do not add up: ${accounted} accounted for, ${figures.items} seeded`);
-  return broken;
 }

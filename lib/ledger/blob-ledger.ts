@@ -126,10 +126,10 @@ export function createBlobLedger(options: BlobLedgerOptions): Ledger {
     return blobs;
   }
 
-  /** A small marker blob written in place of any older one. */
-  async function overwrite(pathname: string): Promise<void> {
+  /** A small blob written in place of any older one (markers, the reachability probe). */
+  async function overwrite(pathname: string, body = '{}'): Promise<void> {
     await withDeadline((signal) =>
-      put(pathname, '{}', {
+      put(pathname, body, {
         access: 'private',
         addRandomSuffix: false,
         allowOverwrite: true,
@@ -216,19 +216,7 @@ export function createBlobLedger(options: BlobLedgerOptions): Ledger {
     },
 
     async check() {
-      const body = JSON.stringify({ at: new Date().toISOString() });
-      await withDeadline((signal) =>
-        put(CHECK_PATHNAME, body, {
-          access: 'private',
-          addRandomSuffix: false,
-          allowOverwrite: true,
-          contentType: 'application/json',
-          token,
-          abortSignal: signal,
-        }),
-      ).catch((error: unknown) => {
-        throw toUpstreamError('put', CHECK_PATHNAME, error);
-      });
+      await overwrite(CHECK_PATHNAME, JSON.stringify({ at: new Date().toISOString() }));
       if ((await fetchText(CHECK_PATHNAME)) === undefined) {
         const message = `Vercel Blob get "${CHECK_PATHNAME}": just written, yet not found`;
         throw new UpstreamError('ledger', message, { retryable: true });

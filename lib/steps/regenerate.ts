@@ -39,6 +39,12 @@ function failedGenerationOf(task: RunwayTask): FailedGeneration {
   };
 }
 
+/** No new generation after all: the failed task's slot is free, and the item is reported failed. */
+async function reportFailure(deps: Deps, key: JobKey, job: Job, message: string): Promise<StepOutcome> {
+  await releaseSlot(deps, key, job.model);
+  return reportJobFailed(deps, key, job, message);
+}
+
 /** A later generation already claimed: done when it has its task, else wait for (or give up on) its owner. */
 async function settleClaimed(deps: Deps, key: JobKey, job: Job, generation: JobRecord, failure: string): Promise<StepOutcome> {
   if (generation.task) {
@@ -49,7 +55,7 @@ async function settleClaimed(deps: Deps, key: JobKey, job: Job, generation: JobR
     return { kind: 'retry', detail: 'a new generation is being started', retryAfterSeconds: Math.ceil((SUBMIT_STALE_MS - age) / 1000) };
   }
   // Its owner died between the claim and the record: a task may exist and be billed.
-  return reportJobFailed(deps, key, job, `${failure} (a new generation was interrupted; a task may have been created)`);
+  return reportFailure(deps, key, job, `${failure} (a new generation was interrupted; a task may have been created)`);
 }
 
 /**
@@ -58,7 +64,7 @@ async function settleClaimed(deps: Deps, key: JobKey, job: Job, generation: JobR
  */
 export async function regenerate(deps: Deps, key: JobKey, job: Job, failed: RunwayTask, failure: string): Promise<StepOutcome> {
   const source = job.source;
-  if (!source) return reportJobFailed(deps, key, job, failure);
+  if (!source) return reportFailure(deps, key, job, failure);
   const next = job.generation + 1;
   const nextKey: JobKey = { ...key, generation: next };
   const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'regenerate', generation: next });
@@ -85,7 +91,7 @@ export async function regenerate(deps: Deps, key: JobKey, job: Job, failed: Runw
   } catch (error) {
     if (error instanceof PermanentError || (error instanceof UpstreamError && !error.retryable)) {
       log.error({ err: describeError(error) }, 'the photo cannot be prepared again: reporting the Runway failure');
-      return reportJobFailed(deps, key, job, failure);
+      return reportFailure(deps, key, job, failure);
     }
     // Nothing is claimed yet: the next delivery starts over.
     return { kind: 'retry', detail: failureMessageOf(error) };
@@ -150,10 +156,9 @@ async function createFailed(deps: Deps, key: JobKey, job: Job, error: unknown, f
     await releaseLease(deps, job.item_id, why);
     return { kind: 'done', detail: `${failureMessageOf(error)}: item given back` };
   }
-  await releaseSlot(deps, key, job.model);
   const why =
     error instanceof UpstreamError && error.status === undefined
       ? 'the new generation got no answer; a task may exist'
       : `a new generation was refused: ${failureMessageOf(error)}`;
-  return reportJobFailed(deps, key, job, `${failure} (${why})`);
+  return reportFailure(deps, key, job, `${failure} (${why})`);
 }

@@ -186,37 +186,33 @@ export async function submitTask(deps: Deps, task: LeasedTask, options: SubmitOp
     await giveBack(itemId, `no free Runway slot for ${model}`);
     return { kind: 'released', itemId, detail: `runway: no free ${model} slot now`, stopLeasing: 'capacity' };
   }
-  return submitNew(deps, task, key, model, streak, giveBack);
+  return submitNew(deps, { task, key, model, streak, giveBack });
 }
 
-async function submitNew(
-  deps: Deps,
-  task: LeasedTask,
-  key: JobKey,
-  model: RunwayModel,
-  streak: FailureStreak,
-  giveBack: GiveBack,
-): Promise<SubmitOutcome> {
-  const { itemId } = key;
+/** One new Runway generation to start for a leased task: everything it needs. */
+interface NewSubmission {
+  readonly task: LeasedTask;
+  readonly key: JobKey;
+  readonly model: RunwayModel;
+  /** Transient failures in a row before this attempt. */
+  readonly streak: FailureStreak;
+  readonly giveBack: GiveBack;
+}
+
+async function submitNew(deps: Deps, submission: NewSubmission): Promise<SubmitOutcome> {
+  const { key, model } = submission;
   if (!(await deps.ledger.claim(key, 'submitting', { at: new Date(deps.now()).toISOString() }))) {
-    return { kind: 'skipped', itemId, detail: 'another delivery is submitting this item' };
+    return { kind: 'skipped', itemId: key.itemId, detail: 'another delivery is submitting this item' };
   }
   // The slot is marked taken before the create, so a cron-poll run that counts meanwhile
   // sees it; freed again unless a task came of it.
   await markSlot(deps, key, model);
-  const outcome = await createFirstGeneration(deps, task, key, model, streak, giveBack);
+  const outcome = await createFirstGeneration(deps, submission);
   if (outcome.kind !== 'submitted') await releaseSlot(deps, key, model);
   return outcome;
 }
 
-async function createFirstGeneration(
-  deps: Deps,
-  task: LeasedTask,
-  key: JobKey,
-  model: RunwayModel,
-  streak: FailureStreak,
-  giveBack: GiveBack,
-): Promise<SubmitOutcome> {
+async function createFirstGeneration(deps: Deps, { task, key, model, streak, giveBack }: NewSubmission): Promise<SubmitOutcome> {
   const { itemId } = key;
   const log = deps.log.child({ item_id: itemId, step: 'submit' });
   try {

@@ -8,7 +8,7 @@ import { DEFAULT_PROMPT } from '../../lib/decide/prompt.js';
 import type { Timeouts } from '../../lib/deps.js';
 import { MAX_TRANSIENT_FAILURES } from '../../lib/steps/submit-task.js';
 import { pollMessageSchema, uploadMessageSchema, type UploadMessage } from '../../lib/steps/messages.js';
-import { waitForTaskStatus } from '../support/flow.js';
+import { describeRequest, waitForTaskStatus } from '../support/flow.js';
 import {
   DEMO_KEYS,
   WORKER_ID,
@@ -169,9 +169,6 @@ function uploadThen(beforeUpload: (situation: Situation) => void): (situation: S
     return situation.worker.deliver('/api/step-upload', message);
   };
 }
-
-const describeRequest = (request: { service: string; method: string; path: string }): string =>
-  `${request.service} ${request.method} ${request.path.split('?')[0] ?? ''}`;
 
 // --- The table ---------------------------------------------------------------------
 

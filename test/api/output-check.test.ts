@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
 import { CDN_ERROR_PAGE } from '../../dev/sandbox/runway-output.js';
 import type { UploadMessage } from '../../lib/steps/messages.js';
-import { finishedUpload } from '../support/flow.js';
-import { closeHarnesses, seedItem, startHarness, WORKER_ID, type Harness, type HarnessOptions, type Mark } from '../support/harness.js';
+import { describeRequest, readyToUpload } from '../support/flow.js';
+import { closeHarnesses, WORKER_ID } from '../support/harness.js';
 import { SCRIPTED_FAULT_RATE, scriptedRng } from '../support/scripted-rng.js';
 
 /**
@@ -18,35 +17,9 @@ afterEach(closeHarnesses);
 
 const STEP_UPLOAD = '/api/step-upload';
 
-interface Ready {
-  readonly harness: Harness;
-  readonly message: UploadMessage;
-  readonly itemId: string;
-  readonly taskId: string;
-  readonly videoPath: string;
-  readonly mark: Mark;
-}
-
-async function readyToUpload(sandbox: HarnessOptions['sandbox'] = {}): Promise<Ready> {
-  const item = seedItem('landscape.jpg');
-  const harness = await startHarness({ items: [item], sandbox: { runway: { generationMs: 300 }, ...sandbox } });
-  const message = await finishedUpload(harness, item.item_id);
-  return {
-    harness,
-    message,
-    itemId: item.item_id,
-    taskId: message.job.runway_task_id,
-    videoPath: `videos/${item.item_id}.mp4`,
-    mark: harness.mark(),
-  };
-}
-
-const describeRequest = (request: RecordedRequest): string =>
-  `${request.service} ${request.method} ${request.path.split('?')[0] ?? ''}`;
-
 describe('step-upload when every output URL of the task serves an HTML page', () => {
   it('gets the task once more, then reports failed naming the content type and size, and never PUTs anything', async () => {
-    const ready = await readyToUpload({ faults: { runway: { htmlOutputRate: 1 } } });
+    const ready = await readyToUpload({ sandbox: { faults: { runway: { htmlOutputRate: 1 } } } });
     const { harness, message, itemId, taskId, mark } = ready;
     expect(CDN_ERROR_PAGE.length).toBeGreaterThan(1150);
     expect(CDN_ERROR_PAGE.length).toBeLessThan(1250);
@@ -82,7 +55,7 @@ describe('step-upload when every output URL of the task serves an HTML page', ()
   });
 
   it('does the same when the upload message carried no output URL', async () => {
-    const ready = await readyToUpload({ faults: { runway: { htmlOutputRate: 1 } } });
+    const ready = await readyToUpload({ sandbox: { faults: { runway: { htmlOutputRate: 1 } } } });
     const { harness, message, taskId, mark } = ready;
     const withoutUrl: UploadMessage = { job: message.job };
 
@@ -106,7 +79,7 @@ describe('step-upload when only the first fetch of an output URL serves an HTML 
   it('stores the real video from a fresh URL after exactly one extra task GET, and reports completed', async () => {
     // The fault is drawn per URL: fired for the URL in the message, not for the fresh one.
     const faults = scriptedRng();
-    const ready = await readyToUpload({ rng: faults.rng, faults: { runway: { htmlOutputFirstFetchRate: SCRIPTED_FAULT_RATE } } });
+    const ready = await readyToUpload({ sandbox: { rng: faults.rng, faults: { runway: { htmlOutputFirstFetchRate: SCRIPTED_FAULT_RATE } } } });
     const { harness, message, itemId, taskId, videoPath, mark } = ready;
     faults.fireNext();
     const tasksBefore = harness.requests({ service: 'runway', path: new RegExp(`^/v1/tasks/${taskId}`) }).length;
@@ -139,7 +112,7 @@ describe('step-upload when only the first fetch of an output URL serves an HTML 
 
 describe('step-upload with a real video output', () => {
   it('sends every byte of the output, the sniffed first ones included, and exactly its Content-Length', async () => {
-    const ready = await readyToUpload({ runway: { generationMs: 300, outputBytes: 3 * 1024 * 1024 + 5 } });
+    const ready = await readyToUpload({ sandbox: { runway: { generationMs: 300, outputBytes: 3 * 1024 * 1024 + 5 } } });
     const { harness, message, taskId, videoPath, mark } = ready;
 
     const answer = await harness.deliver(STEP_UPLOAD, message);

@@ -3,17 +3,13 @@ import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
-import type { UploadMessage } from '../../lib/steps/messages.js';
-import { finishedUpload } from '../support/flow.js';
+import { describeRequest, readyToUpload, type ReadyToUpload as Ready } from '../support/flow.js';
 import {
   RUNWAY_AUTH,
   WORKER_AUTH,
   WORKER_ID,
   closeHarnesses,
-  seedItem,
-  startHarness,
   type Harness,
-  type HarnessOptions,
   type Mark,
 } from '../support/harness.js';
 import { SCRIPTED_FAULT_RATE, scriptedRng } from '../support/scripted-rng.js';
@@ -21,33 +17,6 @@ import { SCRIPTED_FAULT_RATE, scriptedRng } from '../support/scripted-rng.js';
 afterEach(closeHarnesses);
 
 const STEP_UPLOAD = '/api/step-upload';
-
-interface Ready {
-  readonly harness: Harness;
-  readonly message: UploadMessage;
-  readonly itemId: string;
-  readonly taskId: string;
-  readonly videoPath: string;
-  readonly mark: Mark;
-}
-
-/** An item whose Runway task succeeded and whose upload message is ready to deliver. */
-async function readyToUpload(options: HarnessOptions = {}): Promise<Ready> {
-  const item = seedItem('landscape.jpg');
-  const harness = await startHarness({ ...options, items: [item] });
-  const message = await finishedUpload(harness, item.item_id);
-  return {
-    harness,
-    message,
-    itemId: item.item_id,
-    taskId: message.job.runway_task_id,
-    videoPath: `videos/${item.item_id}.mp4`,
-    mark: harness.mark(),
-  };
-}
-
-const describeRequest = (request: RecordedRequest): string =>
-  `${request.service} ${request.method} ${request.path.split('?')[0] ?? ''}`;
 
 const presignBodySchema = z.object({ operation: z.string() });
 

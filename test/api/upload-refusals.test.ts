@@ -4,8 +4,8 @@ import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
 import type { Deps } from '../../lib/deps.js';
 import { handleStepUpload } from '../../lib/handlers/step-upload.js';
 import type { UploadMessage } from '../../lib/steps/messages.js';
-import { finishedUpload } from '../support/flow.js';
-import { answerOf, closeHarnesses, seedItem, startHarness, WORKER_ID, type Answer, type Harness, type HarnessOptions, type Mark } from '../support/harness.js';
+import { readyToUpload as readyFor, type ReadyToUpload } from '../support/flow.js';
+import { answerOf, closeHarnesses, WORKER_ID, type Answer, type Harness, type HarnessOptions } from '../support/harness.js';
 import { mintQStashJwt } from '../support/qstash-jwt.js';
 import { SCRIPTED_FAULT_RATE, scriptedRng } from '../support/scripted-rng.js';
 
@@ -22,27 +22,11 @@ const MB = 1024 * 1024;
 /** Large enough that the worker is still streaming when storage answers early. */
 const OUTPUT_BYTES = 12 * MB;
 
-interface Ready {
-  readonly harness: Harness;
-  readonly message: UploadMessage;
-  readonly itemId: string;
-  readonly taskId: string;
-  readonly videoPath: string;
-  readonly mark: Mark;
-}
+type Ready = ReadyToUpload;
 
-async function readyToUpload(sandbox: HarnessOptions['sandbox'] = {}): Promise<Ready> {
-  const item = seedItem('landscape.jpg');
-  const harness = await startHarness({ items: [item], sandbox: { runway: { generationMs: 300, outputBytes: OUTPUT_BYTES }, ...sandbox } });
-  const message = await finishedUpload(harness, item.item_id);
-  return {
-    harness,
-    message,
-    itemId: item.item_id,
-    taskId: message.job.runway_task_id,
-    videoPath: `videos/${item.item_id}.mp4`,
-    mark: harness.mark(),
-  };
+/** Large outputs, so the worker is still streaming when storage answers early. */
+function readyToUpload(sandbox: HarnessOptions['sandbox'] = {}): Promise<Ready> {
+  return readyFor({ sandbox: { runway: { generationMs: 300, outputBytes: OUTPUT_BYTES }, ...sandbox } });
 }
 
 function puts(ready: Ready): RecordedRequest[] {

@@ -1,5 +1,6 @@
 import { pollMessageSchema, uploadMessageSchema, type Job, type UploadMessage } from '../../lib/steps/messages.js';
-import { until, type Harness } from './harness.js';
+import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
+import { seedItem, startHarness, until, type Harness, type HarnessOptions, type Mark } from './harness.js';
 
 /**
  * Moves an item along the real pipeline the way QStash would, one signed delivery at a
@@ -44,3 +45,32 @@ export async function finishedUpload(harness: Harness, itemId: string): Promise<
   if (!message) throw new Error(`no upload message for ${itemId}`);
   return message;
 }
+
+/** One item whose Runway task has succeeded, with its upload message ready to deliver. */
+export interface ReadyToUpload {
+  readonly harness: Harness;
+  readonly message: UploadMessage;
+  readonly itemId: string;
+  readonly taskId: string;
+  readonly videoPath: string;
+  /** Taken once the upload message was published. */
+  readonly mark: Mark;
+}
+
+export async function readyToUpload(options: HarnessOptions = {}): Promise<ReadyToUpload> {
+  const item = seedItem('landscape.jpg');
+  const harness = await startHarness({ ...options, items: [item] });
+  const message = await finishedUpload(harness, item.item_id);
+  return {
+    harness,
+    message,
+    itemId: item.item_id,
+    taskId: message.job.runway_task_id,
+    videoPath: `videos/${item.item_id}.mp4`,
+    mark: harness.mark(),
+  };
+}
+
+/** `service METHOD path`, the query string left out: how tests list what the services received. */
+export const describeRequest = (request: Pick<RecordedRequest, 'service' | 'method' | 'path'>): string =>
+  `${request.service} ${request.method} ${request.path.split('?')[0] ?? ''}`;

@@ -6,7 +6,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { z } from 'zod';
 import { PermanentError, UpstreamError } from '../errors.js';
 import { IDEMPOTENT_RETRY, withRetry } from '../retry.js';
-import { notVideoMessage } from '../decide/failure-message.js';
+import { humanSize, notVideoMessage } from '../decide/failure-message.js';
 import { isVideoOutput, mediaTypeOf, peekStart, VIDEO_SNIFF_BYTES } from '../media/video-sniff.js';
 import { assertAllowedUrl } from '../url-policy.js';
 
@@ -22,8 +22,6 @@ const EARLY_ANSWER_GRACE_MS = 1_000;
 
 /** App photos can be up to 20 MB (contract §2.2). */
 export const PHOTO_MAX_BYTES = 20 * 1024 * 1024;
-
-const megabytes = (bytes: number): string => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 
 async function fetchWithTimeout(
   url: URL,
@@ -58,7 +56,7 @@ export async function downloadPhoto(rawUrl: string, options: { maxBytes?: number
     const declared = Number(response.headers.get('content-length') ?? NaN);
     if (Number.isFinite(declared) && declared > maxBytes) {
       await response.body?.cancel();
-      throw new PermanentError('photo', `photo: ${megabytes(declared)} is over the ${megabytes(maxBytes)} limit`);
+      throw new PermanentError('photo', `photo: ${humanSize(declared)} is over the ${humanSize(maxBytes)} limit`);
     }
     const chunks: Uint8Array[] = [];
     let size = 0;
@@ -70,7 +68,7 @@ export async function downloadPhoto(rawUrl: string, options: { maxBytes?: number
         size += next.value.byteLength;
         if (size > maxBytes) {
           await reader?.cancel();
-          throw new PermanentError('photo', `photo: over the ${megabytes(maxBytes)} limit`);
+          throw new PermanentError('photo', `photo: over the ${humanSize(maxBytes)} limit`);
         }
         chunks.push(next.value);
       }
@@ -377,7 +375,7 @@ export async function putStream(
 }
 
 function cutOff(signal: AbortSignal, bytes: number, cause: unknown): UpstreamError {
-  return new UpstreamError('storage', `storage: upload ${signal.aborted ? 'timed out' : 'was cut off'} after ${megabytes(bytes)}`, {
+  return new UpstreamError('storage', `storage: upload ${signal.aborted ? 'timed out' : 'was cut off'} after ${humanSize(bytes)}`, {
     retryable: true,
     cause,
   });

@@ -162,7 +162,7 @@ export function factPath(key: JobKey, fact: FactName): string {
 }
 
 /** Generations 2 and up of an attempt live in `<attempt>/gen-<n>/`. */
-export const GENERATION_PREFIX = 'gen-';
+const GENERATION_PREFIX = 'gen-';
 
 /** The generation a path segment names (`gen-2` → 2); anything else → undefined. */
 export function parseGeneration(segment: string): number | undefined {
@@ -172,7 +172,7 @@ export function parseGeneration(segment: string): number | undefined {
 
 /** Slot markers: `slots/<model>/<item>~<attempt>.json`; throttle notes: `slots/<model>/throttled.json`. */
 export const SLOTS_PREFIX = 'slots/';
-export const THROTTLED_NAME = 'throttled.json';
+const THROTTLED_NAME = 'throttled.json';
 
 export function slotPath(key: JobKey, model: string): string {
   return `${SLOTS_PREFIX}${safeSegment(model)}/${safeSegment(key.itemId)}~${key.attempt}.json`;

@@ -16,7 +16,7 @@ import { preparePhoto } from '../media/prepare-photo.js';
 
 export const PHOTO_NOT_FOUND_MESSAGE = 'photo: not found (the app could not sign a download URL)';
 /** The same refusal, when it has not been the only failure in a row: an outage, not a missing photo. */
-export const PHOTO_UNSIGNED_MESSAGE = 'photo: the app could not sign a download URL (answered 500)';
+const PHOTO_UNSIGNED_MESSAGE = 'photo: the app could not sign a download URL (answered 500)';
 
 /** The app's "Failed to generate download URL": a missing photo, or a passing storage failure. */
 export const isPhotoNotFound = (error: unknown): boolean => error instanceof UpstreamError && error.service === 'photo' && error.code === 'not-found';
@@ -61,7 +61,7 @@ function dataUriOf(photo: Uint8Array<ArrayBuffer>, mime: string): string {
 }
 
 /** Builds the create body for the model: only the fields that model accepts (contract §2.1). */
-export function buildCreateBody(
+function buildCreateBody(
   deps: Deps,
   model: RunwayModel,
   promptImage: string,

@@ -62,10 +62,10 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
   try {
     const task = await deps.runway.getTask(job.runway_task_id);
     const now = deps.now();
+    const late = timedOut({ nowMs: now, submittedAtMs: job.submitted_at, timeoutSeconds: deps.config.runwayTimeoutSeconds });
     if (!task) {
       await slotFreed(deps, key, job);
       // Past its timeout, the task was most likely cancelled by a delivery that timed it out.
-      const late = timedOut({ nowMs: now, submittedAtMs: job.submitted_at, timeoutSeconds: deps.config.runwayTimeoutSeconds });
       const message = late ? timeoutMessage(deps.config.runwayTimeoutSeconds, job.last_status, job.throttled === true) : RUNWAY_GONE_MESSAGE;
       return await reportJobFailed(deps, key, job, message, record);
     }
@@ -84,7 +84,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
       return await reportJobFailed(deps, key, job, message, record);
     }
 
-    if (timedOut({ nowMs: now, submittedAtMs: job.submitted_at, timeoutSeconds: deps.config.runwayTimeoutSeconds })) {
+    if (late) {
       await deps.runway.cancelTask(job.runway_task_id);
       await slotFreed(deps, key, job);
       const message = timeoutMessage(deps.config.runwayTimeoutSeconds, task.status, job.throttled === true);

@@ -10,7 +10,7 @@ import { prepareGeneration } from './generation.js';
 import { abandonJob, markSlot, releaseLease, releaseSlot } from './lease-ops.js';
 import type { Job } from './messages.js';
 import { reportJobFailed } from './report.js';
-import { SUBMIT_STALE_MS, taskFactOf } from './submit-task.js';
+import { claimWaitMs, taskFactOf } from './submit-task.js';
 
 /**
  * A new Runway generation after a transient failure (`INTERNAL`, `THIRD_PARTY.UNAVAILABLE`,
@@ -50,10 +50,8 @@ async function settleClaimed(deps: Deps, key: JobKey, job: Job, generation: JobR
   if (generation.task) {
     return { kind: 'done', detail: `superseded by generation ${generation.generation ?? '?'} (task ${generation.task.runway_task_id})` };
   }
-  const age = deps.now() - Date.parse(generation.submitting?.at ?? '');
-  if (age < SUBMIT_STALE_MS) {
-    return { kind: 'retry', detail: 'a new generation is being started', retryAfterSeconds: Math.ceil((SUBMIT_STALE_MS - age) / 1000) };
-  }
+  const waitMs = claimWaitMs(generation.submitting, deps.now());
+  if (waitMs > 0) return { kind: 'retry', detail: 'a new generation is being started', retryAfterSeconds: Math.ceil(waitMs / 1000) };
   // Its owner died between the claim and the record: a task may exist and be billed.
   return reportFailure(deps, key, job, `${failure} (a new generation was interrupted; a task may have been created)`);
 }

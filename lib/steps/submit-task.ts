@@ -22,6 +22,12 @@ import { sendReport } from './report.js';
 /** A `submitting` claim without a task older than this means its owner died mid-create. */
 export const SUBMIT_STALE_MS = 120_000;
 
+/** How long a `submitting` claim's owner may still be creating its task; 0 once it is stale. */
+export function claimWaitMs(claim: Fact<'submitting'> | undefined, nowMs: number): number {
+  const age = nowMs - Date.parse(claim?.at ?? '');
+  return age < SUBMIT_STALE_MS ? SUBMIT_STALE_MS - age : 0;
+}
+
 export type SubmitOutcome =
   | { readonly kind: 'submitted'; readonly itemId: string; readonly job: Job }
   | { readonly kind: 'resumed'; readonly itemId: string; readonly detail: string }
@@ -100,8 +106,7 @@ function sourceOf(task: LeasedTask, model: RunwayModel): Job['source'] {
 
 /** A `submitting` claim without its task: its owner is still creating, or died mid-create. */
 async function interruptedSubmission(deps: Deps, key: JobKey, claim: Fact<'submitting'>): Promise<SubmitOutcome> {
-  const age = deps.now() - Date.parse(claim.at);
-  if (age < SUBMIT_STALE_MS) {
+  if (claimWaitMs(claim, deps.now()) > 0) {
     return { kind: 'skipped', itemId: key.itemId, detail: 'another delivery is submitting this item' };
   }
   // The Runway task may exist and be billed: creating another could pay twice, so this

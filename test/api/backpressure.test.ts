@@ -55,6 +55,17 @@ async function limited(concurrency: Concurrency, items: ReturnType<typeof queue>
   return startHarness({ ...options, items, sandbox: { runway: { generationMs: 300, concurrency }, ...options.sandbox } });
 }
 
+/** Another client of the same Runway account creates a task with the queue's first photo. */
+async function otherClientTakesTheSlot(harness: Harness): Promise<string> {
+  const photo = await readFile(harness.sandbox.storage.filePath('group-photos', harness.runtime.items[0]?.photo_storage_path ?? '') ?? '');
+  const response = await fetch(`${harness.sandbox.runwayApiUrl}/v1/image_to_video`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${DEMO_KEYS.runway}`, 'x-runway-version': '2024-11-06', 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gen4_turbo', promptImage: `data:image/jpeg;base64,${photo.toString('base64')}`, ratio: '1104:832', duration: 5 }),
+  });
+  return z.object({ id: z.string() }).parse(await response.json()).id;
+}
+
 const statuses = (harness: Harness) => harness.sandbox.app.items().map((item) => item.status);
 
 describe('a burst of six items against Runway allowing two gen4_turbo generations at once', () => {
@@ -151,17 +162,6 @@ describe('an item whose model is known only once it is leased', () => {
 });
 
 describe('a task of ours waiting THROTTLED because another client holds the slot', () => {
-  /** Another client of the same Runway account creates a task with the queue's first photo. */
-  async function otherClientTakesTheSlot(harness: Harness): Promise<string> {
-    const photo = await readFile(harness.sandbox.storage.filePath('group-photos', harness.runtime.items[0]?.photo_storage_path ?? '') ?? '');
-    const response = await fetch(`${harness.sandbox.runwayApiUrl}/v1/image_to_video`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${DEMO_KEYS.runway}`, 'x-runway-version': '2024-11-06', 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'gen4_turbo', promptImage: `data:image/jpeg;base64,${photo.toString('base64')}`, ratio: '1104:832', duration: 5 }),
-    });
-    return z.object({ id: z.string() }).parse(await response.json()).id;
-  }
-
   it('pauses leasing for the model until our task runs', async () => {
     const harness = await limited(1, queue(3), { sandbox: { runway: { generationMs: 20_000, concurrency: 1 } } });
     const other = await otherClientTakesTheSlot(harness);
@@ -195,14 +195,8 @@ describe('a task of ours waiting THROTTLED because another client holds the slot
 describe('a task that waited THROTTLED and then ran out of time', () => {
   it('is reported timed out with a note that it waited for Runway\'s concurrency limit', async () => {
     const harness = await limited(1, queue(1), { env: { RUNWAY_TIMEOUT_SECONDS: '2' }, sandbox: { runway: { generationMs: 20_000, concurrency: 1 } } });
-    const photo = await readFile(harness.sandbox.storage.filePath('group-photos', harness.runtime.items[0]?.photo_storage_path ?? '') ?? '');
-    const headers = { authorization: `Bearer ${DEMO_KEYS.runway}`, 'x-runway-version': '2024-11-06', 'content-type': 'application/json' };
-    const created = await fetch(`${harness.sandbox.runwayApiUrl}/v1/image_to_video`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ model: 'gen4_turbo', promptImage: `data:image/jpeg;base64,${photo.toString('base64')}`, ratio: '1104:832', duration: 5 }),
-    });
-    const other = z.object({ id: z.string() }).parse(await created.json()).id;
+    const headers = { authorization: `Bearer ${DEMO_KEYS.runway}`, 'x-runway-version': '2024-11-06' };
+    const other = await otherClientTakesTheSlot(harness);
     await cron(harness);
     const itemId = harness.runtime.items[0]?.item_id ?? '';
     const [job] = pollJobs(harness, itemId);

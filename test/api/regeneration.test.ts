@@ -4,6 +4,7 @@ import { SUBMIT_STALE_MS } from '../../lib/steps/submit-task.js';
 import { pollJobs, submit, uploadMessages, waitForTaskStatus } from '../support/flow.js';
 import { closeHarnesses, seedItem, startHarness, type Harness, type HarnessOptions } from '../support/harness.js';
 import { createBodySchema } from '../support/runway-create.js';
+import { countedRng, SCRIPTED_FAULT_RATE } from '../support/scripted-rng.js';
 
 afterEach(closeHarnesses);
 
@@ -144,15 +145,12 @@ describe('a first generation that fails with a transient code', () => {
 
 describe('a new generation whose create Runway answers with a 502', () => {
   it('gives the item back untouched (no task was made), and the next lease starts a fresh attempt', async () => {
-    // The sandbox draws once per Runway API call for its 502 fault: fire on the draw chosen.
-    let draws = 0;
-    let fireOn = Number.POSITIVE_INFINITY;
-    const rng = (): number => (++draws === fireOn ? 0 : 0.999);
+    const faults = countedRng();
     const { harness, itemId, job } = await firstGenerationFails('INTERNAL', {
-      sandbox: { rng, runway: { generationMs: 300 }, faults: { runway: { error502Rate: 0.5 } } },
+      sandbox: { rng: faults.rng, runway: { generationMs: 300 }, faults: { runway: { error502Rate: SCRIPTED_FAULT_RATE } } },
     });
     // This delivery: the task lookup, then the new generation's create.
-    fireOn = draws + 2;
+    faults.fireOn(faults.draws() + 2);
 
     const answer = await harness.deliver(CALLBACK, { job });
 

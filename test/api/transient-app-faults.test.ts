@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { finishedUpload, submit } from '../support/flow.js';
 import { closeHarnesses, seedItem, startHarness, type Harness } from '../support/harness.js';
+import { countedRng, SCRIPTED_FAULT_RATE } from '../support/scripted-rng.js';
 
 afterEach(closeHarnesses);
 
@@ -37,15 +38,15 @@ describe('the app answering 500 "Failed to generate download URL" for a photo th
 
 describe('three transient failures in a row before any Runway task, the last one the download presign', () => {
   it('reports the outage as what it was, not as a missing photo', async () => {
-    // The sandbox draws once per Runway API call for its 502 fault; fire on the creates.
-    let draws = 0;
-    const fireOn = new Set<number>();
-    const rng = (): number => (fireOn.has(++draws) ? 0 : 0.999);
+    const faults = countedRng();
     const item = seedItem('landscape.jpg');
-    const harness = await startHarness({ items: [item], sandbox: { rng, runway: { generationMs: 300 }, faults: { runway: { error502Rate: 0.5 } } } });
+    const harness = await startHarness({
+      items: [item],
+      sandbox: { rng: faults.rng, runway: { generationMs: 300 }, faults: { runway: { error502Rate: SCRIPTED_FAULT_RATE } } },
+    });
     // Run 1: the limits (draw 1), then a create answered 502 (draw 2); run 2: the limits are
     // cached, its create is draw 3; run 3: the photo cannot be signed.
-    fireOn.add(2).add(3);
+    faults.fireOn(2, 3);
 
     for (let run = 1; run <= 2; run++) {
       expect((await harness.cron()).json).toMatchObject({ items: [{ item_id: item.item_id, outcome: 'released' }] });

@@ -26,3 +26,27 @@ export function scriptedRng(): ScriptedRng {
     },
   };
 }
+
+/**
+ * A random source that fires on chosen draws by number: the sandbox draws once per Runway
+ * API call for its 502 fault, so a test can fire on, say, "the create after this task lookup".
+ */
+export interface CountedRng {
+  readonly rng: () => number;
+  /** Draws made so far. */
+  draws(): number;
+  /** Fire on these draw numbers (1 = the first draw ever). */
+  fireOn(...draws: number[]): void;
+}
+
+export function countedRng(): CountedRng {
+  let draws = 0;
+  const firing = new Set<number>();
+  return {
+    rng: () => (firing.has(++draws) ? 0 : 0.999),
+    draws: () => draws,
+    fireOn(...numbers) {
+      for (const number of numbers) firing.add(number);
+    },
+  };
+}

@@ -6,5 +6,11 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    coverage: {
+      provider: 'v8',
+      include: ['lib/**/*.ts'],
+      reporter: ['text', 'json-summary', 'json'],
+      reportsDirectory: 'coverage',
+    },
   },
 });

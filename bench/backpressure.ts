@@ -10,8 +10,7 @@ import type { Env } from '../lib/config.js';
 import type { Print } from './ingest.js';
 
 /**
- * A burst against a Runway account that generates only a few videos at once (issue:
- * backpressure): 100 items queued at once, through the real handlers, the local QStash and
+ * A burst against a Runway account that generates only a few videos at once: 100 items queued at once, through the real handlers, the local QStash and
  * the sandbox services, once with backpressure and once without. Time is compressed twenty
  * times: a 3 s sandbox generation stands for a one-minute one, and every worker setting
  * that races against generations is scaled by the same factor.

@@ -15,12 +15,13 @@ const url = () => z.preprocess(emptyAsMissing, z.url({ protocol: /^https?$/ }));
 const optionalUrl = () => z.preprocess(emptyAsMissing, z.url({ protocol: /^https?$/ }).optional());
 const seconds = (fallback: number, min = 0) =>
   z.preprocess(emptyAsMissing, z.coerce.number().int().min(min).default(fallback));
-const flag = (fallback: boolean) =>
+/** Off unless set to a yes. */
+const flag = () =>
   z.preprocess(
     emptyAsMissing,
     z
       .enum(['true', 'false', '1', '0', 'yes', 'no'])
-      .default(fallback ? 'true' : 'false')
+      .default('false')
       .transform((value) => value === 'true' || value === '1' || value === 'yes'),
   );
 
@@ -28,6 +29,8 @@ export const RUNWAY_MODELS = ['gen4_turbo', 'gen4.5', 'veo3.1', 'veo3.1_fast'] a
 /** Each new generation is billed: a few at most. */
 export const MAX_REGENERATIONS = 3;
 export type RunwayModel = (typeof RUNWAY_MODELS)[number];
+const POLL_MIN_DEFAULT = 5;
+const POLL_MAX_DEFAULT = 60;
 
 const envSchema = z
   .object({
@@ -38,10 +41,10 @@ const envSchema = z
     RUNWAY_API_KEY: text(),
     RUNWAY_API_URL: optionalUrl().transform((v) => v ?? 'https://api.dev.runwayml.com'),
     RUNWAY_MODEL: z.preprocess(emptyAsMissing, z.enum(RUNWAY_MODELS).default('gen4_turbo')),
-    RUNWAY_AUDIO: flag(false),
+    RUNWAY_AUDIO: flag(),
     RUNWAY_TIMEOUT_SECONDS: seconds(600, 1),
-    RUNWAY_POLL_MIN_SECONDS: seconds(5, 5),
-    RUNWAY_POLL_MAX_SECONDS: seconds(60, 5),
+    RUNWAY_POLL_MIN_SECONDS: seconds(POLL_MIN_DEFAULT, 5),
+    RUNWAY_POLL_MAX_SECONDS: seconds(POLL_MAX_DEFAULT, 5),
     LEASE_DURATION_SECONDS: seconds(600, 10),
     HEARTBEAT_INTERVAL_SECONDS: seconds(120, 1),
     MAX_TASKS_PER_RUN: seconds(10, 1),
@@ -107,13 +110,16 @@ export class ConfigError extends Error {
   }
 }
 
-const isMissing = (value: string | undefined): boolean => value === undefined || value.trim() === '';
+const isMissing = (value: string | undefined): value is undefined => value === undefined || value.trim() === '';
+
+/** A number from the raw env for the cross checks: missing (or empty) means the default. */
+const numberOr = (value: string | undefined, fallback: number): number => (isMissing(value) ? fallback : Number(value));
 
 /** Rules that span several variables; checked on the raw env so they are reported with the rest. */
 function crossCheck(env: Env): string[] {
   const problems: string[] = [];
-  const min = Number(env.RUNWAY_POLL_MIN_SECONDS ?? 5);
-  const max = Number(env.RUNWAY_POLL_MAX_SECONDS ?? 60);
+  const min = numberOr(env.RUNWAY_POLL_MIN_SECONDS, POLL_MIN_DEFAULT);
+  const max = numberOr(env.RUNWAY_POLL_MAX_SECONDS, POLL_MAX_DEFAULT);
   if (Number.isFinite(min) && Number.isFinite(max) && max < min) {
     problems.push('RUNWAY_POLL_MAX_SECONDS: must be at least RUNWAY_POLL_MIN_SECONDS');
   }
@@ -159,7 +165,8 @@ export function parseConfig(env: Env): Config {
     qstashUrl: stripSlash(e.QSTASH_URL),
     qstashCurrentSigningKey: e.QSTASH_CURRENT_SIGNING_KEY,
     qstashNextSigningKey: e.QSTASH_NEXT_SIGNING_KEY,
-    workerBaseUrl: stripSlash(e.WORKER_BASE_URL ?? `https://${e.VERCEL_PROJECT_PRODUCTION_URL ?? ''}`),
+    // One of the two is set (crossCheck).
+    workerBaseUrl: stripSlash(e.WORKER_BASE_URL ?? `https://${String(e.VERCEL_PROJECT_PRODUCTION_URL)}`),
     cronSecret: e.CRON_SECRET,
     blobToken: e.BLOB_READ_WRITE_TOKEN,
     ledgerDir: e.LEDGER_DIR,

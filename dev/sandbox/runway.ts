@@ -159,6 +159,8 @@ export interface SandboxRunway {
   maxThrottledAtOnce(model?: RunwayModel): number;
   /** The most tasks (of `model`, or of all models) that held a concurrency slot at one moment so far. */
   maxActiveAtOnce(model?: RunwayModel): number;
+  /** Output downloads whose body is still being sent (a client that aborts one ends it). */
+  outputDownloadsOpen(): number;
 }
 
 /** One prompt image as the create found it: rejected outright, or accepted with what was received. */
@@ -194,6 +196,7 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
   const outputShas = new Map<string, string>();
   const lastOutputExpiry = new Map<string, number>();
   const outputUrlsSeen = new Set<string>();
+  let openOutputDownloads = 0;
 
   function record(req: IncomingMessage, subpath: string, json: unknown, bytes: number): void {
     options.record({
@@ -535,7 +538,12 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
       return;
     }
     const hash = outputShas.has(taskId) ? undefined : createHash('sha256');
-    await pipeline(Readable.from(tapChunks(outputChunks(taskId), hash)), res);
+    openOutputDownloads += 1;
+    try {
+      await pipeline(Readable.from(tapChunks(outputChunks(taskId), hash)), res);
+    } finally {
+      openOutputDownloads -= 1;
+    }
     if (hash !== undefined) outputShas.set(taskId, hash.digest('hex'));
   }
 
@@ -564,5 +572,6 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
     failNextTasks: (failure) => scriptedFailures.add(failure),
     maxThrottledAtOnce: (model) => taskRecords.maxThrottledAtOnce(model, Date.now()),
     maxActiveAtOnce: (model) => taskRecords.maxActiveAtOnce(model, Date.now()),
+    outputDownloadsOpen: () => openOutputDownloads,
   };
 }

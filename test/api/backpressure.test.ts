@@ -18,7 +18,7 @@ import {
 afterEach(closeHarnesses);
 
 /**
- * Backpressure (issue: real traffic, part 1): cron-poll leases no more than Runway can start
+ * Backpressure: cron-poll leases no more than Runway can start
  * now — per model, the limit from `GET /v1/organization` minus this worker's generations in
  * flight — and the drain chain takes the rest as slots free.
  */

@@ -9,7 +9,7 @@ import { decode, grainyPixels, phoneJpeg } from '../support/photos.js';
 afterEach(closeHarnesses);
 
 /**
- * What Runway receives for real phone photos (issue: real traffic, part 2): upright pixels,
+ * What Runway receives for real phone photos: upright pixels,
  * no metadata at all, inside Runway's input limits — checked on what the sandbox Runway
  * recorded, then carried through to a completed video.
  */

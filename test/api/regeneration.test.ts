@@ -9,7 +9,7 @@ import { countedRng, SCRIPTED_FAULT_RATE } from '../support/scripted-rng.js';
 afterEach(closeHarnesses);
 
 /**
- * One new Runway generation after a transient failure (issue: real traffic, part 3): the
+ * One new Runway generation after a transient failure: the
  * worker plays QStash's part here one signed delivery at a time, so each test sees exactly
  * which deliveries created which tasks.
  */

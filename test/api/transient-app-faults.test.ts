@@ -6,8 +6,7 @@ import { countedRng, SCRIPTED_FAULT_RATE } from '../support/scripted-rng.js';
 afterEach(closeHarnesses);
 
 /**
- * Transient faults of the app that once failed or stalled an item (issue: real traffic,
- * part 6), reproduced with the app's own 500 answers: a storage hiccup behind "Failed to
+ * Transient faults of the app that once failed or stalled an item, reproduced with the app's own 500 answers: a storage hiccup behind "Failed to
  * generate download URL", and "Failed to update task" answers to the completed report.
  */
 

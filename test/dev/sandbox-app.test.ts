@@ -8,6 +8,7 @@ import type { Sandbox, SandboxOptions } from '../../dev/sandbox/index.js';
 import { demoItems, readFixture, seedSandbox } from '../../dev/sandbox/seed.js';
 import { APP_500_ERRORS, type AppFaultRoute, type NewItem } from '../../dev/sandbox/app-api.js';
 import { SCRIPTED_FAULT_RATE, scriptedRng } from '../support/scripted-rng.js';
+import { until } from '../support/wait.js';
 
 const WORKER_KEY = 'test-worker-key';
 const AUTH = `Worker ${WORKER_KEY}`;
@@ -496,7 +497,8 @@ describe('faults at rate 1', () => {
   it('closes promptly even while a request is being held', async () => {
     const sandbox = await start({ faults: { app: { timeoutRate: 1 } } });
     const pending = call(sandbox, 'next-task', { worker_id: 'w1' }).catch(() => 'dropped');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Recorded on arrival; the hold follows without a pause.
+    await until(() => sandbox.requests().length === 1, 'the request to arrive');
     const startedAt = Date.now();
     opened.splice(opened.findIndex((entry) => entry.sandbox === sandbox), 1);
     await sandbox.close();

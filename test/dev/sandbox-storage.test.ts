@@ -253,7 +253,8 @@ describe('a signed upload URL', () => {
     upload.on('error', () => undefined);
     upload.write(Buffer.alloc(100_000));
     await waitFor(() => sandbox.storage.uploadAttempts('generated-videos', VIDEO_PATH) === 1);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The partial file exists before the abort, so its removal is what is checked.
+    await waitFor(() => readdirSync(join(dataDir, 'storage', '.incoming')).length === 1);
     upload.destroy();
     await waitFor(() => sandbox.requests().some((entry) => entry.service === 'storage'));
     expect(sandbox.storage.has('generated-videos', VIDEO_PATH)).toBe(false);

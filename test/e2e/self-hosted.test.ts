@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,18 +12,6 @@ import { until } from '../support/wait.js';
 const root = path.resolve(import.meta.dirname, '../..');
 const WORKER_KEY = 'self-hosted-worker-key';
 const RUNWAY_KEY = 'self-hosted-runway-key';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('npm start in self-hosted mode, against an outside app, Runway and QStash', () => {
   let sandbox: Sandbox;
@@ -50,7 +37,6 @@ describe('npm start in self-hosted mode, against an outside app, Runway and QSta
       nextSigningKey: DEV_QSTASH.nextSigningKey,
       timeScale: 0.02,
     });
-    const port = await freePort();
     worker = spawn(path.join(root, 'node_modules/.bin/tsx'), ['dev/start.ts'], {
       cwd: root,
       env: {
@@ -63,7 +49,8 @@ describe('npm start in self-hosted mode, against an outside app, Runway and QSta
         QSTASH_TOKEN: 'outside-qstash-token',
         QSTASH_CURRENT_SIGNING_KEY: DEV_QSTASH.currentSigningKey,
         QSTASH_NEXT_SIGNING_KEY: DEV_QSTASH.nextSigningKey,
-        PORT: String(port),
+        // The system picks the port: callbacks go to the one it listens on.
+        PORT: '0',
         LOCAL_CRON_SECONDS: '1',
         LEDGER_DIR: path.join(dataDir, 'ledger'),
         LOG_LEVEL: 'info',
@@ -93,7 +80,9 @@ describe('npm start in self-hosted mode, against an outside app, Runway and QSta
     const destinations = new Set(qstash.messages().map((message) => new URL(message.url).pathname));
     expect(destinations).toContain('/api/runway-callback');
     expect(destinations).toContain('/api/step-upload');
-    expect(qstash.messages().every((message) => message.url.startsWith('http://127.0.0.1:'))).toBe(true);
+    const own = /worker running on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+    expect(own).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*$/);
+    expect(qstash.messages().every((message) => message.url.startsWith(`${own ?? ''}/api/`))).toBe(true);
   });
 
   it('keeps its ledger under LEDGER_DIR', async () => {

@@ -1,10 +1,12 @@
+import { until } from './wait.js';
+
 /**
  * Runs `work` while keeping any uncaught exception for the test to inspect, instead of
  * letting it reach the test runner (or, in production, end the process). Exceptions that
  * surface a little after `work` settles (stream errors emitted on a later tick) are
- * collected for `settleMs` more.
+ * collected until `settled` holds: the event that ends the exchange they belong to.
  */
-export async function collectUncaught<T>(work: () => Promise<T>, settleMs = 200): Promise<{ result: T; uncaught: unknown[] }> {
+export async function collectUncaught<T>(work: () => Promise<T>, settled: () => boolean, what: string): Promise<{ result: T; uncaught: unknown[] }> {
   const uncaught: unknown[] = [];
   const keep = (error: unknown): void => {
     uncaught.push(error);
@@ -14,7 +16,9 @@ export async function collectUncaught<T>(work: () => Promise<T>, settleMs = 200)
   process.on('uncaughtException', keep);
   try {
     const result = await work();
-    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    await until(settled, what);
+    // Events of the closed exchange that were already queued run before this resumes.
+    await new Promise((resolve) => setImmediate(resolve));
     return { result, uncaught };
   } finally {
     process.off('uncaughtException', keep);

@@ -247,7 +247,6 @@ export function seedItem(photo: FixturePhoto, overrides: Partial<Omit<SeedItem, 
   };
 }
 
-/** Waits until `check` holds, polling; fails with `what` after `timeoutMs`. */
 /**
  * The env the harness's worker was configured from, rebuilt from its config, for tests
  * that build their own deps against the same loopback services.

@@ -116,6 +116,25 @@ describe('configuration with bad values', () => {
     expect(problemsOf({ ...complete, RUNWAY_POLL_MIN_SECONDS: '2' })[0]).toMatch(/^RUNWAY_POLL_MIN_SECONDS: /);
   });
 
+  it.each([
+    ['RUNWAY_POLL_MAX_SECONDS', '', { runwayPollMinSeconds: 5, runwayPollMaxSeconds: 60 }],
+    ['RUNWAY_POLL_MAX_SECONDS', '  ', { runwayPollMinSeconds: 5, runwayPollMaxSeconds: 60 }],
+    ['RUNWAY_POLL_MIN_SECONDS', '', { runwayPollMinSeconds: 5, runwayPollMaxSeconds: 60 }],
+  ])('counts an empty %s as missing in the cross checks too', (name, raw, expected) => {
+    expect(problemsOf({ ...complete, [name]: raw })).toEqual([]);
+    expect(parseConfig({ ...complete, [name]: raw })).toMatchObject(expected);
+  });
+
+  it('checks an empty RUNWAY_POLL_MAX_SECONDS against a set minimum as its default of 60', () => {
+    expect(parseConfig({ ...complete, RUNWAY_POLL_MIN_SECONDS: '30', RUNWAY_POLL_MAX_SECONDS: '' })).toMatchObject({
+      runwayPollMinSeconds: 30,
+      runwayPollMaxSeconds: 60,
+    });
+    expect(problemsOf({ ...complete, RUNWAY_POLL_MIN_SECONDS: '90', RUNWAY_POLL_MAX_SECONDS: '' })).toEqual([
+      'RUNWAY_POLL_MAX_SECONDS: must be at least RUNWAY_POLL_MIN_SECONDS',
+    ]);
+  });
+
   it('requires a Blob token on Vercel, where the ledger lives in Vercel Blob', () => {
     expect(problemsOf({ ...complete, VERCEL: '1' })).toEqual([
       'BLOB_READ_WRITE_TOKEN is missing (required on Vercel: the job ledger lives in Vercel Blob)',
@@ -124,11 +143,17 @@ describe('configuration with bad values', () => {
   });
 
   it('never puts a secret value into the message', () => {
+    const env = { ...complete, WORKER_API_KEY: 'super-secret-key', NEXT_API_URL: 'nope', RUNWAY_API_KEY: 'super-secret-key' };
+    let thrown: unknown;
     try {
-      parseConfig({ ...complete, WORKER_API_KEY: 'super-secret-key', NEXT_API_URL: 'nope' });
+      parseConfig(env);
     } catch (error) {
-      expect(String(error)).not.toContain('super-secret-key');
+      thrown = error;
     }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    expect((thrown as ConfigError).problems).toEqual(['NEXT_API_URL: Invalid URL']);
+    expect(String(thrown)).not.toContain('super-secret-key');
+    expect(JSON.stringify((thrown as ConfigError).problems)).not.toContain('super-secret-key');
   });
 });
 

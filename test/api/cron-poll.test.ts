@@ -482,12 +482,15 @@ describe('cron-poll called by QStash (drain continuation or schedule)', () => {
     expect(summarySchema.parse(answer.json)).toMatchObject({ leased: 1 });
   });
 
-  it('accepts a signature made with the next signing key (key rotation)', async () => {
-    const harness = await startHarness({ items: [seedItem('landscape.jpg')] });
+  it('accepts a signature made with the next signing key (key rotation), and leases', async () => {
+    const item = seedItem('landscape.jpg');
+    const harness = await startHarness({ items: [item] });
 
     const answer = await harness.deliver('/api/cron-poll', { reason: 'drain' }, { signingKey: DEV_QSTASH.nextSigningKey });
 
     expect(answer.status).toBe(200);
+    expect(summarySchema.parse(answer.json)).toMatchObject({ leased: 1 });
+    expect(harness.sandbox.app.item(item.item_id)?.status).toBe('processing');
   });
 
   it.each([

@@ -93,12 +93,14 @@ describe('runway-callback receiving a message whose signature does not hold', ()
     expect(harness.messages(undefined, mark)).toEqual([]);
   });
 
-  it('accepts a signature made with the next signing key', async () => {
+  it('accepts a signature made with the next signing key, and polls the task', async () => {
     const { harness, job } = await running();
+    const mark = harness.mark();
 
     const answer = await harness.deliver(CALLBACK, { job }, { signingKey: DEV_QSTASH.nextSigningKey });
 
     expect(answer.status).toBe(200);
+    expect(harness.requests({ service: 'runway', method: 'GET', path: `/v1/tasks/${job.runway_task_id}`, since: mark })).toHaveLength(1);
   });
 });
 

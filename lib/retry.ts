@@ -11,17 +11,20 @@ export interface RetryPolicy {
 export const IDEMPOTENT_RETRY: RetryPolicy = { retries: 2, baseDelayMs: 300, maxDelayMs: 3_000 };
 
 /**
- * Exponential backoff with up to 50 % jitter (Runway's advice), capped, honouring a
- * Retry-After the service sent when it fits under the cap.
+ * The wait before retry number `attempt + 1`: exponential backoff with up to 50 % jitter
+ * (Runway's advice), capped. A Retry-After the service sent is honoured when it fits under
+ * the cap; when it asks for longer, the answer is undefined: a sooner try would only be
+ * refused again, so the failure goes up and QStash's redelivery tries later.
  */
 export function backoffDelayMs(
   attempt: number,
   policy: RetryPolicy,
   random: () => number = Math.random,
   retryAfterSeconds?: number,
-): number {
-  if (retryAfterSeconds !== undefined && retryAfterSeconds >= 0) {
-    return Math.min(retryAfterSeconds * 1000, policy.maxDelayMs);
+): number | undefined {
+  if (retryAfterSeconds !== undefined) {
+    const askedMs = retryAfterSeconds * 1000;
+    return askedMs <= policy.maxDelayMs ? askedMs : undefined;
   }
   const exponential = Math.min(policy.baseDelayMs * 2 ** attempt, policy.maxDelayMs);
   return Math.round(exponential * (1 - 0.5 * random()));
@@ -37,7 +40,9 @@ export async function withRetry<T>(call: () => Promise<T>, policy: RetryPolicy):
     } catch (error) {
       const retryable = error instanceof UpstreamError && error.retryable;
       if (!retryable || attempt >= policy.retries) throw error;
-      await sleep(backoffDelayMs(attempt, policy, Math.random, error.retryAfterSeconds));
+      const delayMs = backoffDelayMs(attempt, policy, Math.random, error.retryAfterSeconds);
+      if (delayMs === undefined) throw error;
+      await sleep(delayMs);
     }
   }
 }

@@ -17,11 +17,10 @@ export interface JsonAnswer {
   readonly retryAfterSeconds: number | undefined;
 }
 
+/** `Retry-After` as delay-seconds (RFC 9110); an HTTP date or anything else is not used. */
 function retryAfter(headers: Headers): number | undefined {
-  const value = headers.get('retry-after');
-  if (!value) return undefined;
-  const seconds = Number(value);
-  return Number.isFinite(seconds) ? seconds : undefined;
+  const value = headers.get('retry-after')?.trim();
+  return value && /^\d+$/.test(value) ? Number(value) : undefined;
 }
 
 /**

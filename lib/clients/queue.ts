@@ -78,8 +78,7 @@ export function createQueue(options: QueueOptions): Queue {
             ...(options.protectionBypassSecret ? { 'x-vercel-protection-bypass': options.protectionBypassSecret } : {}),
           },
         });
-        const deduplicated = 'deduplicated' in answer && answer.deduplicated === true;
-        return { messageId: 'messageId' in answer ? answer.messageId : '', deduplicated };
+        return { messageId: answer.messageId, deduplicated: answer.deduplicated === true };
       } catch (error) {
         const status = error instanceof QstashError ? error.status : undefined;
         throw new UpstreamError('qstash', `qstash: publish to ${request.path} failed${status ? ` (${status})` : ''}`, {

@@ -33,8 +33,8 @@ export const factSchemas = {
     runway_task_id: z.string(),
     model: z.string(),
     submitted_at: z.string(),
-    duration: z.number().optional(),
-    ratio: z.string().optional(),
+    duration: z.number().int().positive(),
+    ratio: z.string().min(1),
     /** Runway's `estimatedCost.credits` at create. */
     estimated_credits: z.number().optional(),
     /** The photo as the app stored it and as Runway received it. */

@@ -40,16 +40,16 @@ export interface SlotGate {
 }
 
 export function createSlotGate(plan: CapacityPlan): SlotGate {
-  const free = new Map<RunwayModel, number>(RUNWAY_MODELS.map((model) => [model, plan.models[model].free]));
+  const free = {} as Record<RunwayModel, number>;
+  for (const model of RUNWAY_MODELS) free[model] = plan.models[model].free;
   return {
     take(model) {
-      const left = free.get(model) ?? 0;
-      if (left <= 0) return false;
-      free.set(model, left - 1);
+      if (free[model] <= 0) return false;
+      free[model] -= 1;
       return true;
     },
     giveBack(model) {
-      free.set(model, (free.get(model) ?? 0) + 1);
+      free[model] += 1;
     },
   };
 }
@@ -60,7 +60,8 @@ export const UNLIMITED_GATE: SlotGate = { take: () => true, giveBack: () => unde
 /** The plan as cron-poll answers it, for a person reading the answer. */
 export interface CapacitySummary {
   readonly limits: string;
-  readonly models: Readonly<Record<string, { limit: number; in_flight: number; free: number; paused: boolean; daily_remaining?: number }>>;
+  /** `daily_remaining` is left out of the JSON when Runway's usage is unknown. */
+  readonly models: Readonly<Record<string, { limit: number; in_flight: number; free: number; paused: boolean; daily_remaining: number | undefined }>>;
 }
 
 export function capacitySummaryOf(plan: CapacityPlan): CapacitySummary {
@@ -69,13 +70,7 @@ export function capacitySummaryOf(plan: CapacityPlan): CapacitySummary {
     models: Object.fromEntries(
       Object.entries(plan.models).map(([model, c]) => [
         model,
-        {
-          limit: c.limit,
-          in_flight: c.inFlight,
-          free: c.free,
-          paused: c.paused,
-          ...(c.dailyRemaining === undefined ? {} : { daily_remaining: c.dailyRemaining }),
-        },
+        { limit: c.limit, in_flight: c.inFlight, free: c.free, paused: c.paused, daily_remaining: c.dailyRemaining },
       ]),
     ),
   };

@@ -34,10 +34,20 @@ export const CAPACITY_DRAIN_MAX_SECONDS = 30;
 
 /**
  * Why leasing stopped: the queue was empty (`idle`), the run's cap, its time budget, a task
- * for another worker, Runway's daily cap, no free Runway slot (`capacity`), or an outside
- * failure of the app or of the ledger.
+ * for another worker, Runway's daily cap, no free Runway slot (`capacity`), an outside
+ * failure of the app or of the ledger, or a leased task whose submission failed unexpectedly
+ * (`submit-error`).
  */
-export type StopReason = 'idle' | 'cap' | 'budget' | 'not-ours' | 'daily-cap' | 'capacity' | 'app-error' | 'ledger-error';
+export type StopReason =
+  | 'idle'
+  | 'cap'
+  | 'budget'
+  | 'not-ours'
+  | 'daily-cap'
+  | 'capacity'
+  | 'app-error'
+  | 'ledger-error'
+  | 'submit-error';
 
 export interface CronPollItem {
   readonly item_id: string | null;
@@ -78,7 +88,7 @@ function itemOf(outcome: SubmitOutcome): CronPollItem {
       ratio: job.ratio,
     };
   }
-  return { item_id: outcome.itemId ?? null, outcome: outcome.kind, detail: outcome.detail };
+  return { item_id: outcome.itemId, outcome: outcome.kind, detail: outcome.detail };
 }
 
 export interface CronPollOptions {
@@ -182,7 +192,10 @@ async function leaseAndSubmit(deps: Deps, options: CronPollOptions): Promise<Cro
       } catch (error) {
         slot.release();
         // The item stays leased; when its lease lapses a later run picks it up and resumes.
-        log.error({ item_id: answer.task.item_id, err: describeError(error) }, 'submit failed unexpectedly');
+        // Whatever failed (the ledger, QStash) would most likely fail the next items too, and
+        // each would sit leased until its lease lapses: lease no more in this run.
+        stopped ??= 'submit-error';
+        log.error({ item_id: answer.task.item_id, err: describeError(error) }, 'submit failed unexpectedly: stopping this run');
         items.push({ item_id: answer.task.item_id, outcome: 'error', detail: describeError(error) });
       }
     }
@@ -190,7 +203,8 @@ async function leaseAndSubmit(deps: Deps, options: CronPollOptions): Promise<Cro
 
   await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency ?? LEASE_CONCURRENCY, limit)) }, worker));
   await Promise.all(givenBack.map(({ itemId, why }) => releaseLease(deps, itemId, why)));
-  const stop: StopReason = limit === 0 ? 'cap' : (stopped ?? 'cap');
+  // Every worker sets a reason before it returns; `?limit=0` stops at the cap at once.
+  const stop: StopReason = stopped ?? 'cap';
 
   let drainScheduled = false;
   const delaySeconds = drainDelay(deps, stop, options, items, plan);

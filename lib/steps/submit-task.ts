@@ -2,7 +2,7 @@ import type { LeasedTask } from '../clients/app-api.js';
 import { RUNWAY_MODELS, type RunwayModel } from '../config.js';
 import { chooseDuration } from '../decide/duration.js';
 import { failureMessageOf } from '../decide/failure-message.js';
-import { MODEL_SPECS, resolveProvider } from '../decide/models.js';
+import { resolveProvider } from '../decide/models.js';
 import { preparePrompt } from '../decide/prompt.js';
 import type { Deps } from '../deps.js';
 import { PermanentError, UpstreamError } from '../errors.js';
@@ -39,7 +39,7 @@ export type SubmitOutcome =
       readonly stopLeasing: false | 'not-ours' | 'daily-cap' | 'capacity';
     }
   | { readonly kind: 'failed'; readonly itemId: string; readonly detail: string }
-  | { readonly kind: 'skipped'; readonly itemId: string | undefined; readonly detail: string };
+  | { readonly kind: 'skipped'; readonly itemId: string; readonly detail: string };
 
 /** Transient failures before a Runway task, in a row, after which the item is reported failed. */
 export const MAX_TRANSIENT_FAILURES = 3;
@@ -97,11 +97,12 @@ async function reportFailed(deps: Deps, key: JobKey, message: string): Promise<S
   return { kind: 'failed', itemId: key.itemId, detail };
 }
 
+type Source = NonNullable<Job['source']>;
+
 /** What a later generation needs to start again: the photo's path and the prompt as sent. */
-function sourceOf(task: LeasedTask, model: RunwayModel): Job['source'] {
-  if (!task.photo_storage_path) return undefined;
-  const promptText = preparePrompt(model, task.prompt).text;
-  return { photo_storage_path: task.photo_storage_path, ...(promptText === undefined ? {} : { prompt_text: promptText }) };
+function sourceOf(photoStoragePath: string, model: RunwayModel, prompt: LeasedTask['prompt']): Source {
+  const promptText = preparePrompt(model, prompt).text;
+  return { photo_storage_path: photoStoragePath, ...(promptText === undefined ? {} : { prompt_text: promptText }) };
 }
 
 /** A `submitting` claim without its task: its owner is still creating, or died mid-create. */
@@ -128,19 +129,20 @@ async function resume(deps: Deps, key: JobKey, record: JobRecord, leased: Leased
   }
   const model = RUNWAY_MODELS.find((name) => name === task.model) ?? deps.config.runwayModel;
   const now = deps.now();
-  const source = sourceOf(leased, model);
   const job: Job = {
     item_id: key.itemId,
     attempt: key.attempt,
     runway_task_id: task.runway_task_id,
     model,
-    duration: task.duration ?? MODEL_SPECS[model].durationsSeconds[0] ?? 5,
-    ratio: task.ratio ?? 'unknown',
+    duration: task.duration,
+    ratio: task.ratio,
     submitted_at: Date.parse(task.submitted_at),
     last_heartbeat_at: now,
     polls: 0,
     generation,
-    ...(source === undefined ? {} : { source }),
+    // The task is paid for: it is polled even when this lease names no photo; a new
+    // generation then has nothing to start from.
+    ...(leased.photo_storage_path ? { source: sourceOf(leased.photo_storage_path, model, leased.prompt) } : {}),
   };
   if (record.uploaded) {
     await publishUpload(deps, job, undefined, resumeDedupId(job, 'upload', now));
@@ -221,14 +223,15 @@ async function createFirstGeneration(deps: Deps, { task, key, model, streak, giv
   const { itemId } = key;
   const log = deps.log.child({ item_id: itemId, step: 'submit' });
   try {
-    if (!task.photo_storage_path) throw new PermanentError('task', 'task: photo_storage_path is missing');
+    const photoStoragePath = task.photo_storage_path;
+    if (!photoStoragePath) throw new PermanentError('task', 'task: photo_storage_path is missing');
     const duration = chooseDuration(model, task.frame_num);
     const prompt = preparePrompt(model, task.prompt);
     if (duration.adjusted) log.info({ frame_num: task.frame_num, duration: duration.seconds }, 'duration snapped to the model');
     if (prompt.truncated) log.info({ length: task.prompt?.length }, 'prompt cut to 1000 characters');
     const prepared = await prepareGeneration(deps, {
       itemId,
-      photoStoragePath: task.photo_storage_path,
+      photoStoragePath,
       model,
       duration: duration.seconds,
       promptText: prompt.text,
@@ -247,7 +250,7 @@ async function createFirstGeneration(deps: Deps, { task, key, model, streak, giv
       duration: duration.seconds,
       ratio: prepared.ratio,
       photo: prepared.photo,
-      source: sourceOf(task, model),
+      source: sourceOf(photoStoragePath, model, task.prompt),
     });
   } catch (error) {
     if (error instanceof PermanentError || (error instanceof UpstreamError && !error.retryable)) {
@@ -286,7 +289,7 @@ export function taskFactOf(created: CreatedGeneration, submittedAtMs: number): F
   };
 }
 
-async function recordAndPoll(deps: Deps, key: JobKey, created: CreatedGeneration): Promise<SubmitOutcome> {
+async function recordAndPoll(deps: Deps, key: JobKey, created: CreatedGeneration & { readonly source: Source }): Promise<SubmitOutcome> {
   const now = deps.now();
   const job: Job = {
     item_id: key.itemId,
@@ -299,7 +302,7 @@ async function recordAndPoll(deps: Deps, key: JobKey, created: CreatedGeneration
     last_heartbeat_at: now,
     polls: 0,
     generation: 1,
-    ...(created.source === undefined ? {} : { source: created.source }),
+    source: created.source,
   };
   const log = deps.log.child({ item_id: key.itemId, runway_task_id: created.id, step: 'submit' });
   log.info(

@@ -8,7 +8,7 @@ import type { JobKey, Ledger } from '../../lib/ledger/ledger.js';
 import { ledgerContract } from './ledger-contract.js';
 
 const AT = '2025-01-01T00:00:00.000Z';
-const task = (id: string) => ({ runway_task_id: id, model: 'gen4_turbo', submitted_at: AT });
+const task = (id: string) => ({ runway_task_id: id, model: 'gen4_turbo', submitted_at: AT, duration: 5, ratio: '1280:720' });
 
 /** Points the real SDK at the fake for one test; the env it changes is restored on close. */
 async function startFakeStore(env: Record<string, string> = {}): Promise<{ fake: BlobFake; restore: () => Promise<void> }> {

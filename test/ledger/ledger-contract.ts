@@ -9,7 +9,7 @@ export interface LedgerHarness {
 }
 
 const AT = '2025-01-01T00:00:00.000Z';
-const task = (id: string) => ({ runway_task_id: id, model: 'gen4_turbo', submitted_at: AT });
+const task = (id: string) => ({ runway_task_id: id, model: 'gen4_turbo', submitted_at: AT, duration: 5, ratio: '1280:720' });
 
 /** The behaviour every Ledger must show (design §4), whatever stores the facts. */
 export function ledgerContract(name: string, makeLedger: () => Promise<LedgerHarness>): void {

@@ -41,7 +41,7 @@ export function prettyLine(json: string): string {
     const fields = Object.entries(rest)
       .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
       .join(' ');
-    const name = LEVEL_NAMES[typeof level === 'number' ? level : 30] ?? 'INFO';
+    const name = LEVEL_NAMES[Number(level)] ?? 'INFO';
     return `${clock} ${name.padEnd(5)} ${typeof msg === 'string' ? msg : ''}${fields ? `  ${fields}` : ''}\n`;
   } catch {
     return json;

@@ -13,7 +13,7 @@ export function createDeps(
   overrides: { log?: Logger; now?: () => number; pretty?: boolean; timeouts?: Partial<Timeouts>; backpressure?: boolean } = {},
 ): Deps {
   const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...overrides.timeouts };
-  const log = overrides.log ?? createLogger({ level: config.logLevel, secrets: secretsOf(config), pretty: overrides.pretty ?? false });
+  const log = overrides.log ?? createLogger({ level: config.logLevel, secrets: secretsOf(config), pretty: overrides.pretty === true });
   const now = overrides.now ?? Date.now;
   const runway = createRunway({ baseUrl: config.runwayApiUrl, apiKey: config.runwayApiKey, timeoutMs: timeouts.runwayMs });
   return {

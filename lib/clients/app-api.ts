@@ -13,7 +13,8 @@ export interface AppApiOptions {
   readonly workerApiKey: string;
   readonly workerId: string;
   readonly workerType: string;
-  readonly timeoutMs?: number;
+  /** Bound on each call. */
+  readonly timeoutMs: number;
 }
 
 /** Error code of an upload presign refused because the item's video may already be stored. */
@@ -22,7 +23,7 @@ export const VIDEO_MAY_EXIST = 'video-may-exist';
 const envelope = z.object({ success: z.boolean(), data: z.unknown().optional(), error: z.string().optional() });
 
 /** Lenient on purpose: a task that breaks these rules is reported, not dropped (see submit-task). */
-export const leasedTaskSchema = z.object({
+const leasedTaskSchema = z.object({
   item_id: z.string().min(1),
   // A field of the wrong type counts as missing, so the task is reported with a reason
   // instead of being skipped and coming back after every lease.
@@ -80,7 +81,7 @@ function errorText(answer: JsonAnswer): string | undefined {
 }
 
 export function createAppApi(options: AppApiOptions): AppApi {
-  const timeoutMs = options.timeoutMs ?? 15_000;
+  const { timeoutMs } = options;
   const headers = { authorization: `Worker ${options.workerApiKey}`, 'content-type': 'application/json' };
 
   const post = (route: string, body: unknown): Promise<JsonAnswer> =>

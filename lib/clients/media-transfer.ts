@@ -47,16 +47,15 @@ async function fetchWithTimeout(
 }
 
 /** Downloads the photo with a byte cap; the timeout covers the body as well as the headers. */
-export async function downloadPhoto(rawUrl: string, options: { maxBytes?: number; timeoutMs: number }): Promise<Uint8Array<ArrayBuffer>> {
-  const maxBytes = options.maxBytes ?? PHOTO_MAX_BYTES;
+export async function downloadPhoto(rawUrl: string, options: { timeoutMs: number }): Promise<Uint8Array<ArrayBuffer>> {
   const url = assertAllowedUrl(rawUrl, 'photo');
   return withRetry(async () => {
     const response = await fetchWithTimeout(url, 'photo', options.timeoutMs);
     if (!response.ok) throw photoDownloadError(response.status, await response.text().catch(() => ''));
     const declared = Number(response.headers.get('content-length') ?? NaN);
-    if (Number.isFinite(declared) && declared > maxBytes) {
+    if (Number.isFinite(declared) && declared > PHOTO_MAX_BYTES) {
       await response.body?.cancel();
-      throw new PermanentError('photo', `photo: ${humanSize(declared)} is over the ${humanSize(maxBytes)} limit`);
+      throw new PermanentError('photo', `photo: ${humanSize(declared)} is over the ${humanSize(PHOTO_MAX_BYTES)} limit`);
     }
     const chunks: Uint8Array[] = [];
     let size = 0;
@@ -66,9 +65,9 @@ export async function downloadPhoto(rawUrl: string, options: { maxBytes?: number
         const next = reader ? await reader.read() : { done: true as const, value: undefined };
         if (next.done) break;
         size += next.value.byteLength;
-        if (size > maxBytes) {
+        if (size > PHOTO_MAX_BYTES) {
           await reader?.cancel();
-          throw new PermanentError('photo', `photo: over the ${humanSize(maxBytes)} limit`);
+          throw new PermanentError('photo', `photo: over the ${humanSize(PHOTO_MAX_BYTES)} limit`);
         }
         chunks.push(next.value);
       }
@@ -102,7 +101,7 @@ const supabaseErrorSchema = z.looseObject({
 });
 
 /** Supabase Storage's error body: the real code is `statusCode` in the body, not the HTTP status. */
-export function supabaseErrorOf(bodyText: string): { code: string; name: string; message: string } {
+function supabaseErrorOf(bodyText: string): { code: string; name: string; message: string } {
   let body: unknown;
   try {
     body = JSON.parse(bodyText);
@@ -118,7 +117,7 @@ export function supabaseErrorOf(bodyText: string): { code: string; name: string;
  * A refused photo download. Only "not found" means the photo is missing; an expired token
  * or an outage is transient (the next lease presigns a fresh URL).
  */
-export function photoDownloadError(status: number, bodyText: string): UpstreamError {
+function photoDownloadError(status: number, bodyText: string): UpstreamError {
   const { code, name } = supabaseErrorOf(bodyText);
   if (status === 404 || code === '404' || /^not_?found$/i.test(name)) {
     return new UpstreamError('photo', 'photo: not found in storage', { status, retryable: false, code: 'not-found' });
@@ -142,13 +141,6 @@ export function interpretUploadAnswer(status: number, bodyText: string): UploadV
   const detail = [code && `statusCode ${code}`, name].filter(Boolean).join(' ') || `HTTP ${status}`;
   const retryable = status >= 500 || status === 429 || status === 408 || code.startsWith('5');
   return { kind: 'error', retryable, detail };
-}
-
-export interface StreamResult {
-  readonly verdict: UploadVerdict;
-  readonly bytes: number;
-  /** Content-Length of the source, when it sent one. */
-  readonly expectedBytes: number | undefined;
 }
 
 export interface OpenedOutput {
@@ -346,7 +338,7 @@ export async function putStream(
   const { gate, sentBytes } = sendGate(expected, storage.begun);
   const sent = pipeline(source, gate, request).then(
     () => ({ kind: 'sent' as const, failure: undefined }),
-    (failure: unknown) => ({ kind: 'sent' as const, failure: failure ?? new Error('upload stream failed') }),
+    (failure: unknown) => ({ kind: 'sent' as const, failure }),
   );
   const failureOf = (failure: unknown): UpstreamError => (failure instanceof UpstreamError ? failure : cutOff(signal, sentBytes(), failure));
 

@@ -21,8 +21,7 @@ export interface RunwayLimits {
   current(): Promise<LimitsReading>;
 }
 
-export function createRunwayLimits(runway: Runway, options: { now: () => number; log: Logger; cacheMs?: number }): RunwayLimits {
-  const cacheMs = options.cacheMs ?? LIMITS_CACHE_MS;
+export function createRunwayLimits(runway: Runway, options: { now: () => number; log: Logger }): RunwayLimits {
   let known: { models: Record<RunwayModel, ModelLimits>; atMs: number } | undefined;
   let inFlight: Promise<LimitsReading> | undefined;
 
@@ -41,7 +40,7 @@ export function createRunwayLimits(runway: Runway, options: { now: () => number;
 
   return {
     current() {
-      if (known && options.now() - known.atMs < cacheMs) return Promise.resolve({ models: known.models, source: 'cached' });
+      if (known && options.now() - known.atMs < LIMITS_CACHE_MS) return Promise.resolve({ models: known.models, source: 'cached' });
       // Overlapping callers in one process share one call.
       inFlight ??= read().finally(() => {
         inFlight = undefined;

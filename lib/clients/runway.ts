@@ -11,7 +11,8 @@ export const RUNWAY_VERSION = '2024-11-06';
 export interface RunwayOptions {
   readonly baseUrl: string;
   readonly apiKey: string;
-  readonly timeoutMs?: number;
+  /** Bound on each call (the ephemeral upload gets at least 2 minutes). */
+  readonly timeoutMs: number;
 }
 
 /** The body of `POST /v1/image_to_video`, already shaped for the chosen model. */
@@ -23,8 +24,6 @@ export interface CreateTaskBody {
   readonly promptText?: string;
   readonly audio?: boolean;
 }
-
-export const TASK_STATUSES = ['PENDING', 'THROTTLED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const;
 
 /** `{ credits }`, or nothing when the shape is off: a cost figure is never worth failing a task over. */
 const costSchema = z.looseObject({ credits: z.number().nonnegative() }).nullish().catch(undefined);
@@ -91,7 +90,7 @@ export interface Runway {
 }
 
 export function createRunway(options: RunwayOptions): Runway {
-  const timeoutMs = options.timeoutMs ?? 30_000;
+  const { timeoutMs } = options;
   const headers = {
     authorization: `Bearer ${options.apiKey}`,
     'x-runway-version': RUNWAY_VERSION,

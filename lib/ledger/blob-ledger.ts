@@ -44,7 +44,7 @@ import {
 export const BLOB_ADVANCED_OPS_PER_VIDEO = 6;
 export const SLOT_LISTS_PER_CRON_RUN = 1;
 
-export const DEFAULT_BLOB_REQUEST_TIMEOUT_MS = 15_000;
+const DEFAULT_BLOB_REQUEST_TIMEOUT_MS = 15_000;
 
 /**
  * Stored next to the fact's own fields. The SDK retries a put whose response was lost,
@@ -97,8 +97,8 @@ export function createBlobLedger(options: BlobLedgerOptions): Ledger {
           token,
           abortSignal: signal,
         });
+        // No If-None-Match is sent, so the store never answers 304: a result always has a body.
         if (result === null) return undefined;
-        if (result.statusCode !== 200) throw new BlobError(`unexpected status ${result.statusCode}`);
         return await new Response(result.stream).text();
       });
     } catch (error) {
@@ -283,7 +283,6 @@ function classify(operation: Operation, error: unknown): Verdict {
 }
 
 function toUpstreamError(operation: Operation, pathname: string, error: unknown): UpstreamError {
-  if (error instanceof UpstreamError) return error;
   const verdict = classify(operation, error);
   const reason = error instanceof Error ? error.message : String(error);
   return new UpstreamError('ledger', `Vercel Blob ${operation} "${pathname}": ${reason}`, {

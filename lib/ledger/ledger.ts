@@ -23,7 +23,7 @@ const failedGenerationSchema = z.object({
 });
 export type FailedGeneration = z.infer<typeof failedGenerationSchema>;
 
-export const factSchemas = {
+const factSchemas = {
   /**
    * Claimed right before the Runway create: the winner alone may create the task. A new
    * generation's claim also keeps the failed generation it replaces.
@@ -61,7 +61,7 @@ export const factSchemas = {
 
 export type FactName = keyof typeof factSchemas;
 export type Fact<N extends FactName> = z.infer<(typeof factSchemas)[N]>;
-export const FACT_NAMES = Object.keys(factSchemas) as FactName[];
+const FACT_NAMES = Object.keys(factSchemas) as FactName[];
 
 /** What the ledger knows of one lease attempt of one item (or of one generation of it). */
 export type JobRecord = {

@@ -54,8 +54,8 @@ function endOfEntropyData(bytes: Uint8Array, from: number): number {
   let position = from;
   for (;;) {
     const candidate = bytes.indexOf(0xff, position);
-    if (candidate < 0 || candidate + 1 >= bytes.length) return -1;
-    const next = bytes[candidate + 1] ?? 0;
+    const next = candidate < 0 ? undefined : bytes[candidate + 1];
+    if (next === undefined) return -1;
     // FF 00 is an escaped data byte and FF D0-D7 a restart marker: both belong to the scan.
     if (next === 0x00 || isRestartMarker(next)) position = candidate + 2;
     else return candidate;
@@ -77,8 +77,8 @@ function jpegHeaderEnd(bytes: Uint8Array): number {
     position = bytes.indexOf(0xff, position);
     if (position < 0) break;
     while (bytes[position] === 0xff) position += 1;
-    if (position >= bytes.length) break;
-    const marker = bytes[position] ?? 0;
+    const marker = bytes[position];
+    if (marker === undefined) break;
     position += 1;
     if (marker === JPEG_EOI) {
       if (frameEnd === undefined || !sawScan) throw damaged();

@@ -45,13 +45,13 @@ export interface PreparedPhoto {
  * at the planned sizes is 0.2-1 MB at 90; even pure noise at the largest plan (2.6 MP) fits,
  * so the lower steps only guard against a model table with much larger outputs.
  */
-export const JPEG_QUALITY_STEPS = [90, 80, 70, 60, 50] as const;
+const JPEG_QUALITY_STEPS = [90, 80, 70, 60, 50] as const;
 
 /**
  * sharp's own guard against decompression bombs (0x3FFF × 0x3FFF, also the largest WebP),
  * kept explicit so a refusal can say why before anything is decoded.
  */
-export const MAX_INPUT_PIXELS = 0x3fff * 0x3fff;
+const MAX_INPUT_PIXELS = 0x3fff * 0x3fff;
 
 const MAX_REASON_LENGTH = 120;
 

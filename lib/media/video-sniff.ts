@@ -14,7 +14,7 @@ const UNTYPED_MEDIA_TYPES: ReadonlySet<string> = new Set(['application/octet-str
 
 /** `text/html; charset=utf-8` → `text/html`; undefined when there is no type at all. */
 export function mediaTypeOf(contentType: string | null | undefined): string | undefined {
-  const type = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  const type = (contentType ?? '').replace(/;[\s\S]*$/, '').trim().toLowerCase();
   return type === '' ? undefined : type;
 }
 

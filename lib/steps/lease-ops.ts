@@ -15,10 +15,6 @@ export async function releaseLease(deps: Deps, itemId: string, why: string): Pro
   }
 }
 
-/**
- * The lease is gone (another worker or an admin has the item): stop paying Runway and
- * record that this attempt ends without a report.
- */
 /** Transient failures before a Runway task, in a row, carried from one attempt to the next. */
 export interface FailureStreak {
   readonly failures: number;
@@ -26,6 +22,10 @@ export interface FailureStreak {
   readonly photoNotFound: number;
 }
 
+/**
+ * The lease is gone (another worker or an admin has the item): stop paying Runway and
+ * record that this attempt ends without a report.
+ */
 export async function abandonJob(
   deps: Deps,
   key: JobKey,

@@ -43,7 +43,7 @@ async function noteThrottling(deps: Deps, job: Job, status: string): Promise<voi
 
 /** `error_message` of a failed task, naming how many generations were tried when more than one. */
 function failedTaskMessage(task: RunwayTask, job: Job): string {
-  const message = runwayFailureMessage(task.failureCode ?? undefined, task.failure ?? undefined);
+  const message = runwayFailureMessage(task.failureCode, task.failure);
   return job.generation > 1 ? `${message} (after ${job.generation} generations)` : message;
 }
 

@@ -20,8 +20,11 @@ import { claimWaitMs, taskFactOf } from './submit-task.js';
  * A crash before the claim is simply done again by the next delivery.
  */
 
+/** A job that carries what a new generation needs: the photo's path and the prompt as sent. */
+type RegenerableJob = Job & { readonly source: NonNullable<Job['source']> };
+
 /** Whether the failed task earns a new generation at all. */
-export function regenerationDue(deps: Deps, job: Job, task: RunwayTask): boolean {
+export function regenerationDue(deps: Deps, job: Job, task: RunwayTask): job is RegenerableJob {
   return (
     task.status === 'FAILED' &&
     classifyFailureCode(task.failureCode) === 'transient' &&
@@ -45,10 +48,10 @@ async function reportFailure(deps: Deps, key: JobKey, job: Job, message: string)
   return reportJobFailed(deps, key, job, message);
 }
 
-/** A later generation already claimed: done when it has its task, else wait for (or give up on) its owner. */
-async function settleClaimed(deps: Deps, key: JobKey, job: Job, generation: JobRecord, failure: string): Promise<StepOutcome> {
+/** Generation `next` already claimed: done when it has its task, else wait for (or give up on) its owner. */
+async function settleClaimed(deps: Deps, key: JobKey, job: Job, next: number, generation: JobRecord, failure: string): Promise<StepOutcome> {
   if (generation.task) {
-    return { kind: 'done', detail: `superseded by generation ${generation.generation ?? '?'} (task ${generation.task.runway_task_id})` };
+    return { kind: 'done', detail: `superseded by generation ${next} (task ${generation.task.runway_task_id})` };
   }
   const waitMs = claimWaitMs(generation.submitting, deps.now());
   if (waitMs > 0) return { kind: 'retry', detail: 'a new generation is being started', retryAfterSeconds: Math.ceil(waitMs / 1000) };
@@ -60,15 +63,14 @@ async function settleClaimed(deps: Deps, key: JobKey, job: Job, generation: JobR
  * Starts the next generation for a transiently failed task. `failure` is the failed task's
  * report wording, used if the item has to be reported failed after all.
  */
-export async function regenerate(deps: Deps, key: JobKey, job: Job, failed: RunwayTask, failure: string): Promise<StepOutcome> {
-  const source = job.source;
-  if (!source) return reportFailure(deps, key, job, failure);
+export async function regenerate(deps: Deps, key: JobKey, job: RegenerableJob, failed: RunwayTask, failure: string): Promise<StepOutcome> {
+  const { source } = job;
   const next = job.generation + 1;
   const nextKey: JobKey = { ...key, generation: next };
   const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'regenerate', generation: next });
 
   const existing = await deps.ledger.read(nextKey);
-  if (existing.submitting) return settleClaimed(deps, key, job, existing, failure);
+  if (existing.submitting) return settleClaimed(deps, key, job, next, existing, failure);
 
   const lease = await deps.app.heartbeat(job.item_id, deps.config.leaseDurationSeconds);
   if (lease.kind === 'lost') {
@@ -97,7 +99,7 @@ export async function regenerate(deps: Deps, key: JobKey, job: Job, failed: Runw
 
   const replaces = failedGenerationOf(failed);
   if (!(await deps.ledger.claim(nextKey, 'submitting', { at: new Date(deps.now()).toISOString(), replaces }))) {
-    return settleClaimed(deps, key, job, await deps.ledger.read(nextKey), failure);
+    return settleClaimed(deps, key, job, next, await deps.ledger.read(nextKey), failure);
   }
 
   let created;
@@ -146,12 +148,11 @@ export async function regenerate(deps: Deps, key: JobKey, job: Job, failed: Runw
  * at all (a task may exist and be billed) or a refusal: reported failed.
  */
 async function createFailed(deps: Deps, key: JobKey, job: Job, error: unknown, failure: string): Promise<StepOutcome> {
-  const answered5xx = error instanceof UpstreamError && error.status !== undefined && error.retryable;
-  if (error instanceof UpstreamError && (error.code === 'daily-cap' || answered5xx)) {
-    const why = error.code === 'daily-cap' ? 'runway daily generation cap (new generation)' : `runway create answered ${error.status ?? '?'} (new generation)`;
-    await abandonJob(deps, key, undefined, why, { failures: 1, photoNotFound: 0 });
+  const givenBack = givenBackBecause(error);
+  if (givenBack !== undefined) {
+    await abandonJob(deps, key, undefined, givenBack, { failures: 1, photoNotFound: 0 });
     await releaseSlot(deps, key, job.model);
-    await releaseLease(deps, job.item_id, why);
+    await releaseLease(deps, job.item_id, givenBack);
     return { kind: 'done', detail: `${failureMessageOf(error)}: item given back` };
   }
   const why =
@@ -159,4 +160,12 @@ async function createFailed(deps: Deps, key: JobKey, job: Job, error: unknown, f
       ? 'the new generation got no answer; a task may exist'
       : `a new generation was refused: ${failureMessageOf(error)}`;
   return reportFailure(deps, key, job, `${failure} (${why})`);
+}
+
+/** Why a refused create gives the item back rather than failing it; undefined when it does not. */
+function givenBackBecause(error: unknown): string | undefined {
+  if (!(error instanceof UpstreamError)) return undefined;
+  if (error.code === 'daily-cap') return 'runway daily generation cap (new generation)';
+  if (error.status !== undefined && error.retryable) return `runway create answered ${error.status} (new generation)`;
+  return undefined;
 }

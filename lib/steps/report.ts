@@ -71,7 +71,8 @@ async function send(deps: Deps, report: Report): Promise<ReportResult> {
       log.info({ status: report.status, error_message: report.error_message }, 'reported');
       return { kind: 'reported' };
     } catch (error) {
-      if (!(error instanceof UpstreamError)) throw error;
+      // The app client rejects only with UpstreamError: no answer, or none it could read. Either
+      // way the report may have landed.
       lastError = error;
       log.warn({ err: describeError(error), attempt }, 'report answer lost: asking the lease whether it landed');
       const lease = await deps.app.heartbeat(report.item_id, deps.config.leaseDurationSeconds);
@@ -103,7 +104,7 @@ async function sendRound(deps: Deps, key: JobKey, report: Report, round: number)
   } finally {
     if (!settled) {
       await deps.ledger
-        .claim(roundKey(key, round), 'abandoned', { reason: 'report not confirmed', at: new Date(deps.now()).toISOString() })
+        .claim(reportRoundKey(key, round), 'abandoned', { reason: 'report not confirmed', at: new Date(deps.now()).toISOString() })
         .catch((error: unknown) => deps.log.warn({ item_id: key.itemId, err: describeError(error) }, 'could not record the report round'));
     }
   }
@@ -112,7 +113,6 @@ async function sendRound(deps: Deps, key: JobKey, report: Report, round: number)
 export async function sendReport(deps: Deps, key: JobKey, report: Report, record?: JobRecord): Promise<ReportResult> {
   const current = record ?? (await deps.ledger.read(key));
   if (report.status === 'failed' && current.uploaded) return { kind: 'refused-after-upload' };
-  if (current.reported) return settleClaimedReport(deps, key, current);
   const safe: Report =
     report.error_message === undefined
       ? report
@@ -156,7 +156,7 @@ export async function settleClaimedReport(deps: Deps, key: JobKey, record: JobRe
     if (!(age >= settleMs)) return unconfirmed(settleMs - (age || 0));
   }
   const next = round + 1;
-  if (!(await deps.ledger.claim(roundKey(key, next), 'submitting', { at: new Date(deps.now()).toISOString() }))) {
+  if (!(await deps.ledger.claim(reportRoundKey(key, next), 'submitting', { at: new Date(deps.now()).toISOString() }))) {
     return unconfirmed(settleMs);
   }
   deps.log.warn({ item_id: key.itemId, round: next }, 'an earlier report never landed: sending it again');
@@ -172,7 +172,8 @@ function roundsOf(key: JobKey): string {
   return `${key.itemId}#report-${key.attempt}`;
 }
 
-function roundKey(key: JobKey, round: number): JobKey {
+/** The ledger key of one send round of an attempt's report. */
+export function reportRoundKey(key: JobKey, round: number): JobKey {
   return { itemId: roundsOf(key), attempt: round };
 }
 
@@ -204,7 +205,11 @@ export function outcomeOfReport(result: ReportResult, onReported: StepOutcome): 
  * may exist (an earlier upload whose answer was lost). On success the ledger records the
  * upload and the report, so every later delivery is done at once.
  */
-export async function reportCompletedIfStored(deps: Deps, key: JobKey, report: Report): Promise<ReportResult> {
+export async function reportCompletedIfStored(
+  deps: Deps,
+  key: JobKey,
+  report: Report & { readonly video_storage_path: string },
+): Promise<ReportResult> {
   const result = await send(deps, report);
   if (result.kind === 'lease-lost') {
     await abandonJob(deps, key, report.veo_operation_id, 'lease lost (report refused)');
@@ -212,7 +217,7 @@ export async function reportCompletedIfStored(deps: Deps, key: JobKey, report: R
   }
   if (result.kind !== 'reported') return result;
   const at = new Date(deps.now()).toISOString();
-  await deps.ledger.claim(key, 'uploaded', { storage_path: report.video_storage_path ?? '', bytes: 0, at });
+  await deps.ledger.claim(key, 'uploaded', { storage_path: report.video_storage_path, bytes: 0, at });
   await deps.ledger.claim(key, 'reported', factOf(report, at));
   return result;
 }

@@ -71,7 +71,8 @@ async function uploadOnce(deps: Deps, job: Job, outputUrl: string | undefined): 
     });
     const verdict = interpretUploadAnswer(answer.status, answer.body);
     if (verdict.kind === 'stored' && source.length !== undefined && answer.bytes !== source.length) {
-      throw new UpstreamError('output', `output: got ${answer.bytes} of ${source.length} bytes`, { retryable: true });
+      // Storage cannot have the whole video yet: success before the last byte is no success.
+      throw new UpstreamError('storage', `storage: answered success after ${answer.bytes} of ${source.length} bytes`, { retryable: true });
     }
     return { verdict, storagePath: target.storagePath, bytes: answer.bytes };
   } finally {
@@ -114,8 +115,7 @@ async function completedIfStored(deps: Deps, key: JobKey, job: Job): Promise<Ste
     });
   } catch (error) {
     // The app's answers were lost: whether the video is there stays open until the next delivery.
-    if (error instanceof UpstreamError) return { kind: 'retry', detail: failureMessageOf(error) };
-    throw error;
+    return { kind: 'retry', detail: failureMessageOf(error) };
   }
   if (result.kind === 'video-missing') return undefined;
   return outcomeOfReport(result, { kind: 'done', detail: `completed: ${videoPathOf(job.item_id)} (stored by an earlier delivery)` });

@@ -23,6 +23,11 @@ const EARLY_ANSWER_GRACE_MS = 1_000;
 /** App photos can be up to 20 MB (contract §2.2). */
 export const PHOTO_MAX_BYTES = 20 * 1024 * 1024;
 
+/** A timeout as a person reads it: whole seconds, or milliseconds under one second. */
+function spanText(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
+}
+
 async function fetchWithTimeout(
   url: URL,
   service: 'photo' | 'output',
@@ -38,7 +43,7 @@ async function fetchWithTimeout(
     });
   } catch (error) {
     const timedOut = error instanceof Error && error.name === 'TimeoutError';
-    throw new UpstreamError(service, `${service}: download ${timedOut ? `timed out after ${Math.round(timeoutMs / 1000)} s` : 'failed (network error)'}`, {
+    throw new UpstreamError(service, `${service}: download ${timedOut ? `timed out after ${spanText(timeoutMs)}` : 'failed (network error)'}`, {
       retryable: true,
       code: timedOut ? 'timeout' : 'network',
       cause: error,

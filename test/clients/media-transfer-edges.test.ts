@@ -249,12 +249,15 @@ describe('opening the Runway output', () => {
     });
   });
 
-  it('fails as timed out, naming the timeout, when no answer comes', async () => {
+  it.each([
+    [500, '500 ms'],
+    [1_000, '1 s'],
+  ])('fails as timed out after %i ms, naming the timeout (%s), when no answer comes', async (timeoutMs, named) => {
     const server = await serveScript(neverAnswer);
 
-    const error = await upstreamErrorOf(open(`${server.url}/out.mp4`, 500));
+    const error = await upstreamErrorOf(open(`${server.url}/out.mp4`, timeoutMs));
 
-    expect(error).toMatchObject({ message: 'output: download timed out after 1 s', retryable: true, code: 'timeout' });
+    expect(error).toMatchObject({ message: `output: download timed out after ${named}`, retryable: true, code: 'timeout' });
   });
 });
 

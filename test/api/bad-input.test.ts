@@ -348,7 +348,7 @@ const rows: readonly Row[] = [
         const summary = summarySchema.parse((await cronOnce(situation)).json);
         expect(Date.now() - started).toBeLessThan(10_000);
         expect(summary.items).toEqual([
-          { item_id: itemId, outcome: 'released', detail: 'photo: download timed out after 1 s' },
+          { item_id: itemId, outcome: 'released', detail: 'photo: download timed out after 500 ms' },
         ]);
         const record = await harness.runtime.deps.ledger.read({ itemId, attempt: run });
         expect(record.abandoned).toMatchObject({ transient_failures: run });
@@ -361,7 +361,7 @@ const rows: readonly Row[] = [
       }
       return cronOnce(situation);
     },
-    expected: { outcome: 'failed', message: 'photo: download timed out after 1 s' },
+    expected: { outcome: 'failed', message: 'photo: download timed out after 500 ms' },
     leaseAfter: 'reported',
     async also({ harness, itemId }) {
       expect((await harness.runtime.deps.ledger.latest(itemId))?.attempt).toBe(MAX_TRANSIENT_FAILURES);

@@ -9,9 +9,8 @@ export function secretsMatch(given: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-/** Vercel Cron and manual runs: `Authorization: Bearer $CRON_SECRET`. Fails closed when unset. */
-export function cronAuthorized(request: Request, cronSecret: string | undefined): boolean {
-  if (!cronSecret) return false;
+/** Vercel Cron and manual runs: `Authorization: Bearer $CRON_SECRET` (the caller refuses to run without one). */
+export function cronAuthorized(request: Request, cronSecret: string): boolean {
   const header = request.headers.get('authorization') ?? '';
   return secretsMatch(header, `Bearer ${cronSecret}`);
 }

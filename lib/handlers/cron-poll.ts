@@ -1,26 +1,16 @@
 import { z } from 'zod';
-import { ConfigError } from '../config.js';
 import type { Deps } from '../deps.js';
 import { toResponse } from '../outcome.js';
 import { runCronPoll } from '../steps/cron-poll.js';
 import { drainMessageSchema } from '../steps/messages.js';
 import { runPreflight } from '../steps/preflight.js';
 import { cronAuthorized, parseJson, readSignedBody } from './auth.js';
-import { configErrorResponse } from './step-handler.js';
+import { depsOrError } from './step-handler.js';
 
 const querySchema = z.object({
   limit: z.coerce.number().int().min(0).optional(),
   check: z.enum(['1', 'true']).optional(),
 });
-
-function depsOrError(getDeps: () => Deps): Deps | Response {
-  try {
-    return getDeps();
-  } catch (error) {
-    if (error instanceof ConfigError) return configErrorResponse(error);
-    throw error;
-  }
-}
 
 async function run(deps: Deps, url: URL, drain?: { limit?: number | undefined }): Promise<Response> {
   const query = querySchema.safeParse(Object.fromEntries(url.searchParams));

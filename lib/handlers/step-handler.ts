@@ -8,9 +8,17 @@ import { toResponse, type StepOutcome } from '../outcome.js';
 import type { Delivery } from '../steps/messages.js';
 import { deliveryOf, parseJson, readSignedBody } from './auth.js';
 
-/** Answers 500 with the configuration problems (names only, never values). */
-export function configErrorResponse(error: ConfigError): Response {
-  return Response.json({ outcome: 'error', detail: error.message, problems: error.problems }, { status: 500 });
+/**
+ * The deps for one request, or the answer when the configuration is incomplete: 500 with
+ * the problems (names only, never values). Anything else thrown is a bug and goes up.
+ */
+export function depsOrError(getDeps: () => Deps): Deps | Response {
+  try {
+    return getDeps();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    return Response.json({ outcome: 'error', detail: error.message, problems: error.problems }, { status: 500 });
+  }
 }
 
 /** What every step message carries: the job it is about. */
@@ -32,13 +40,8 @@ export async function handleSignedStep<T extends StepMessage>(
   schema: z.ZodType<T>,
   step: (deps: Deps, message: T, delivery: Delivery) => Promise<StepOutcome>,
 ): Promise<Response> {
-  let deps: Deps;
-  try {
-    deps = getDeps();
-  } catch (error) {
-    if (error instanceof ConfigError) return configErrorResponse(error);
-    throw error;
-  }
+  const deps = depsOrError(getDeps);
+  if (deps instanceof Response) return deps;
   const signed = await readSignedBody(request, deps);
   if (!signed.ok) {
     deps.log.warn({ path }, 'rejected a message with a missing or invalid signature');

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { usdOf } from '../lib/decide/credits.js';
 import type { Sandbox } from './sandbox/index.js';
 import { checkImage, type ReceivedImage } from './sandbox/runway-image-check.js';
 import type { SeedItem } from './sandbox/seed.js';
@@ -12,8 +13,15 @@ export interface DemoRow {
   readonly model: string;
   readonly duration: string;
   readonly ratio: string;
+  /** What the video cost, as the worker counts it: Runway's figure for the item's task. */
+  readonly credits: string;
   readonly outcome: string;
   readonly result: string;
+}
+
+/** `25 ($0.25)`: credits and what they cost at Runway's price (1 credit = $0.01). */
+export function describeCredits(credits: number): string {
+  return `${credits} ($${usdOf(credits).toFixed(2)})`;
 }
 
 /** An item is finished once it has left `processing` with a report. */
@@ -36,6 +44,9 @@ export function demoRows(sandbox: Sandbox, items: readonly SeedItem[]): DemoRow[
       model: task?.model ?? '-',
       duration: task ? `${task.duration} s` : '-',
       ratio: task?.ratio ?? '-',
+      // The sandbox prices a task at create and charges that when it succeeds; a failed task
+      // names no cost, so the worker counts the estimate at create, as here.
+      credits: task ? describeCredits(task.credits) : '-',
       outcome: item?.status ?? 'missing',
       result:
         item?.status === 'completed'
@@ -90,6 +101,7 @@ export function formatTable(rows: readonly DemoRow[]): string {
     model: 'model',
     duration: 'duration',
     ratio: 'ratio',
+    credits: 'credits',
     outcome: 'outcome',
     result: 'video / error',
   };

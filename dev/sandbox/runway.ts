@@ -452,6 +452,9 @@ export function createSandboxRunway(options: SandboxRunwayOptions): SandboxRunwa
       ...(phase.status === 'SUCCEEDED' ? { output: [outputUrl(task.id)] } : {}),
       ...(phase.failureCode === undefined ? {} : { failure: failureText(phase.failureCode), failureCode: phase.failureCode }),
       estimatedCost: { credits: task.credits },
+      // What the task was charged, once it has made its video. A failed or cancelled task is
+      // refunded (see organization()), and names no cost.
+      ...(phase.status === 'SUCCEEDED' ? { cost: { credits: task.credits } } : {}),
     });
   }
 

@@ -1,7 +1,10 @@
 import { z } from 'zod';
+import { failureMessageOf } from '../decide/failure-message.js';
 import type { Deps } from '../deps.js';
+import { describeError } from '../log.js';
 import { toResponse } from '../outcome.js';
 import { runCronPoll } from '../steps/cron-poll.js';
+import { lookupItem, lookupSourcesOf } from '../steps/item-lookup.js';
 import { drainMessageSchema } from '../steps/messages.js';
 import { runPreflight } from '../steps/preflight.js';
 import { cronAuthorized, parseJson, readSignedBody } from './auth.js';
@@ -23,6 +26,18 @@ async function run(deps: Deps, url: URL, drain?: { limit?: number | undefined })
   return Response.json(summary);
 }
 
+/** `?item=<id>`: what the ledger knows of one item (leases nothing). */
+async function lookup(deps: Deps, itemId: string): Promise<Response> {
+  try {
+    const result = await lookupItem(lookupSourcesOf(deps), itemId);
+    if (result.kind === 'found') return Response.json(result.item);
+    return Response.json({ outcome: result.kind, detail: result.detail }, { status: result.kind === 'unknown' ? 404 : 400 });
+  } catch (error) {
+    deps.log.error({ item_id: itemId, err: describeError(error) }, 'item lookup failed');
+    return Response.json({ outcome: 'error', detail: failureMessageOf(error) }, { status: 503 });
+  }
+}
+
 /** Vercel Cron (and a person with curl): `Authorization: Bearer $CRON_SECRET`. */
 export async function handleCronGet(request: Request, getDeps: () => Deps): Promise<Response> {
   const deps = depsOrError(getDeps);
@@ -34,7 +49,10 @@ export async function handleCronGet(request: Request, getDeps: () => Deps): Prom
   if (!cronAuthorized(request, deps.config.cronSecret)) {
     return toResponse({ kind: 'unauthorized', detail: 'missing or wrong Authorization: Bearer <CRON_SECRET>' });
   }
-  return run(deps, new URL(request.url));
+  const url = new URL(request.url);
+  const item = url.searchParams.get('item');
+  if (item !== null) return lookup(deps, item);
+  return run(deps, url);
 }
 
 /** QStash: the self-chained drain, or a QStash schedule on plans where Vercel cron runs daily. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CREDITS_SOURCES } from '../decide/credits.js';
 import { PermanentError } from '../errors.js';
 
 /**
@@ -48,6 +49,22 @@ const factSchemas = {
     video_storage_path: z.string().optional(),
     error_message: z.string().optional(),
     veo_operation_id: z.string().optional(),
+    /** What the attempt cost, all its generations together (absent in ledgers written before). */
+    credits: z.number().nonnegative().optional(),
+    credits_source: z.enum(CREDITS_SOURCES).optional(),
+  }),
+  /**
+   * Runway's figure for the attempt's last generation, claimed when a poll sees its task
+   * succeed, only when the other facts cannot tell it: a generation 2 and up (the report has to
+   * know how many there were), or a `cost` other than the `estimated_credits` at create. So the
+   * usual video costs no write for it. A failed task's figure goes straight into `reported`.
+   */
+  cost: z.object({
+    runway_task_id: z.string(),
+    generation: z.number().int().positive(),
+    /** Runway's `cost.credits`; absent when the task came back without one. */
+    credits: z.number().nonnegative().optional(),
+    at: z.string(),
   }),
   abandoned: z.object({
     reason: z.string(),

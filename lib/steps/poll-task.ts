@@ -3,7 +3,7 @@ import { RUNWAY_CANCELLED_MESSAGE, failureMessageOf, runwayFailureMessage, timeo
 import { heartbeatDue, nextPollDelaySeconds, timedOut } from '../decide/poll-schedule.js';
 import type { Deps } from '../deps.js';
 import { isRetryable } from '../errors.js';
-import type { JobKey } from '../ledger/ledger.js';
+import type { JobKey, JobRecord } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
 import { abandonJob, releaseSlot } from './lease-ops.js';
@@ -23,6 +23,27 @@ const RUNWAY_GONE_MESSAGE = 'runway: the task was cancelled or deleted';
 async function handOverToUpload(deps: Deps, job: Job, task: RunwayTask): Promise<StepOutcome> {
   await publishUpload(deps, { ...job, last_status: task.status }, task.output?.[0]);
   return { kind: 'done', detail: 'succeeded: upload scheduled' };
+}
+
+/**
+ * Keeps what Runway charged for a task that made its video, for the report the upload step
+ * sends. Written only when the attempt's own facts cannot tell it (the ledger's `cost` fact):
+ * the usual first generation priced as estimated at create costs no write. A figure is never
+ * worth holding a video back: a write that fails is logged and skipped.
+ */
+async function recordCost(deps: Deps, key: JobKey, job: Job, task: RunwayTask, record: JobRecord): Promise<void> {
+  const credits = task.cost?.credits;
+  if (job.generation === 1 && (credits === undefined || credits === record.task?.estimated_credits)) return;
+  try {
+    await deps.ledger.claim(key, 'cost', {
+      runway_task_id: task.id,
+      generation: job.generation,
+      ...(credits === undefined ? {} : { credits }),
+      at: new Date(deps.now()).toISOString(),
+    });
+  } catch (error) {
+    deps.log.warn({ item_id: job.item_id, runway_task_id: task.id, err: describeError(error) }, 'could not record what the task cost');
+  }
 }
 
 /** The generation no longer holds a Runway slot: the next cron-poll may start another. */
@@ -73,6 +94,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
     await noteThrottling(deps, job, task.status);
     if (task.status === 'SUCCEEDED') {
       await slotFreed(deps, key, job);
+      await recordCost(deps, key, job, task, record);
       return await handOverToUpload(deps, job, task);
     }
     if (task.status === 'FAILED' || task.status === 'CANCELLED') {
@@ -81,7 +103,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
       log.warn({ status: task.status, failure_code: task.failureCode ?? undefined, credits, generation: job.generation }, 'runway task ended without a video');
       if (regenerationDue(deps, job, task)) return await regenerate(deps, key, job, task, message);
       await slotFreed(deps, key, job);
-      return await reportJobFailed(deps, key, job, message, record);
+      return await reportJobFailed(deps, key, job, message, record, task.cost?.credits);
     }
 
     if (late) {

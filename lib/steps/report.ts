@@ -1,4 +1,5 @@
 import type { Report } from '../clients/app-api.js';
+import { attemptCredits, type Credits } from '../decide/credits.js';
 import { sanitizeMessage } from '../decide/failure-message.js';
 import { REPORT_SENDS, reportSettleMs, type Deps } from '../deps.js';
 import { UpstreamError } from '../errors.js';
@@ -30,14 +31,49 @@ export type ReportResult =
 
 type ReportedFact = Fact<'reported'>;
 
-function factOf(report: Report, at: string): ReportedFact {
+/** How the attempt's last Runway task ended, as the step that saw it knows. */
+export interface TaskEnding {
+  /** The attempt's last generation (1 for its first task). */
+  readonly generation: number;
+  /** Runway's `cost.credits`, when the task came back with one. */
+  readonly credits?: number | undefined;
+}
+
+function factOf(report: Report, at: string, credits: Credits | undefined): ReportedFact {
   return {
     status: report.status,
     at,
     ...(report.video_storage_path === undefined ? {} : { video_storage_path: report.video_storage_path }),
     ...(report.error_message === undefined ? {} : { error_message: report.error_message }),
     ...(report.veo_operation_id === undefined ? {} : { veo_operation_id: report.veo_operation_id }),
+    ...(credits === undefined ? {} : { credits: credits.credits, credits_source: credits.source }),
   };
+}
+
+function creditsOfFact(fact: ReportedFact): Credits | undefined {
+  return fact.credits === undefined ? undefined : { credits: fact.credits, source: fact.credits_source ?? 'runway' };
+}
+
+/**
+ * What the attempt cost, every generation together, for its report and its final log line:
+ * generation 1's facts are the attempt's own, later ones are read (there are later ones only
+ * after a transient Runway failure). The last task's figure is the one its poll saw, or the one
+ * it recorded as the `cost` fact. A ledger that cannot be read leaves the figure out: it is
+ * never worth holding a report back.
+ */
+export async function creditsOfAttempt(deps: Deps, key: JobKey, record?: JobRecord, ending?: TaskEnding): Promise<Credits | undefined> {
+  try {
+    const own = record ?? (await deps.ledger.read(key));
+    const count = ending?.generation ?? own.cost?.generation ?? 1;
+    const lastCredits = ending?.credits ?? (own.cost?.generation === count ? own.cost.credits : undefined);
+    const later = await Promise.all(
+      Array.from({ length: count - 1 }, (_, index) => deps.ledger.read({ ...key, generation: index + 2 })),
+    );
+    return attemptCredits([own, ...later], lastCredits, deps.config.runwayAudio).total;
+  } catch (error) {
+    deps.log.warn({ item_id: key.itemId, err: describeError(error) }, 'could not work out what the attempt cost');
+    return undefined;
+  }
 }
 
 function reportOf(itemId: string, fact: ReportedFact): Report {
@@ -54,7 +90,7 @@ function reportOf(itemId: string, fact: ReportedFact): Report {
  * Sends a claimed report. A lost answer is resolved by a heartbeat, never by sending blind:
  * 404 means it landed (or the item was taken away), 200 means it did not and may be sent again.
  */
-async function send(deps: Deps, report: Report): Promise<ReportResult> {
+async function send(deps: Deps, report: Report, credits?: Credits): Promise<ReportResult> {
   const log = deps.log.child({ item_id: report.item_id, step: 'report' });
   let lastError: unknown;
   for (let attempt = 1; attempt <= REPORT_SENDS; attempt++) {
@@ -68,7 +104,10 @@ async function send(deps: Deps, report: Report): Promise<ReportResult> {
         log.warn('completed report refused: the app finds no video in storage');
         return { kind: 'video-missing' };
       }
-      log.info({ status: report.status, error_message: report.error_message }, 'reported');
+      log.info(
+        { status: report.status, error_message: report.error_message, credits: credits?.credits, credits_source: credits?.source },
+        'reported',
+      );
       return { kind: 'reported' };
     } catch (error) {
       // The app client rejects only with UpstreamError: no answer, or none it could read. Either
@@ -93,10 +132,10 @@ async function send(deps: Deps, report: Report): Promise<ReportResult> {
  * (all sends unanswered, or the process gave up) says so in the ledger, so the next
  * delivery knows nobody is still sending and may start the next round at once.
  */
-async function sendRound(deps: Deps, key: JobKey, report: Report, round: number): Promise<ReportResult> {
+async function sendRound(deps: Deps, key: JobKey, report: Report, round: number, credits: Credits | undefined): Promise<ReportResult> {
   let settled = false;
   try {
-    const result = await send(deps, report);
+    const result = await send(deps, report, credits);
     // Refused without effect: the round is over, and a later one may send it again.
     settled = result.kind !== 'video-missing';
     if (result.kind === 'lease-lost') await abandonJob(deps, key, report.veo_operation_id, 'lease lost (report refused)');
@@ -110,16 +149,21 @@ async function sendRound(deps: Deps, key: JobKey, report: Report, round: number)
   }
 }
 
-export async function sendReport(deps: Deps, key: JobKey, report: Report, record?: JobRecord): Promise<ReportResult> {
+/**
+ * Claims and sends the attempt's report. `ending` is how its last Runway task ended, when the
+ * caller has just seen it (the report then names what that task cost).
+ */
+export async function sendReport(deps: Deps, key: JobKey, report: Report, record?: JobRecord, ending?: TaskEnding): Promise<ReportResult> {
   const current = record ?? (await deps.ledger.read(key));
   if (report.status === 'failed' && current.uploaded) return { kind: 'refused-after-upload' };
   const safe: Report =
     report.error_message === undefined
       ? report
       : { ...report, error_message: sanitizeMessage(redactText(report.error_message, secretsOf(deps.config))) };
-  const won = await deps.ledger.claim(key, 'reported', factOf(safe, new Date(deps.now()).toISOString()));
+  const credits = await creditsOfAttempt(deps, key, current, ending);
+  const won = await deps.ledger.claim(key, 'reported', factOf(safe, new Date(deps.now()).toISOString(), credits));
   if (!won) return settleClaimedReport(deps, key, await deps.ledger.read(key));
-  return sendRound(deps, key, safe, 1);
+  return sendRound(deps, key, safe, 1, credits);
 }
 
 /**
@@ -160,7 +204,7 @@ export async function settleClaimedReport(deps: Deps, key: JobKey, record: JobRe
     return unconfirmed(settleMs);
   }
   deps.log.warn({ item_id: key.itemId, round: next }, 'an earlier report never landed: sending it again');
-  return sendRound(deps, key, reportOf(key.itemId, claim), next);
+  return sendRound(deps, key, reportOf(key.itemId, claim), next, creditsOfFact(claim));
 }
 
 /**
@@ -210,7 +254,8 @@ export async function reportCompletedIfStored(
   key: JobKey,
   report: Report & { readonly video_storage_path: string },
 ): Promise<ReportResult> {
-  const result = await send(deps, report);
+  const credits = await creditsOfAttempt(deps, key);
+  const result = await send(deps, report, credits);
   if (result.kind === 'lease-lost') {
     await abandonJob(deps, key, report.veo_operation_id, 'lease lost (report refused)');
     return result;
@@ -218,7 +263,7 @@ export async function reportCompletedIfStored(
   if (result.kind !== 'reported') return result;
   const at = new Date(deps.now()).toISOString();
   await deps.ledger.claim(key, 'uploaded', { storage_path: report.video_storage_path, bytes: 0, at });
-  await deps.ledger.claim(key, 'reported', factOf(report, at));
+  await deps.ledger.claim(key, 'reported', factOf(report, at, credits));
   return result;
 }
 
@@ -239,10 +284,12 @@ export async function answerIfClosed(deps: Deps, key: JobKey, record: JobRecord)
 export async function reportJobFailed(
   deps: Deps,
   key: JobKey,
-  job: { readonly item_id: string; readonly runway_task_id: string },
+  job: { readonly item_id: string; readonly runway_task_id: string; readonly generation?: number },
   message: string,
   record?: JobRecord,
+  finalCredits?: number,
 ): Promise<StepOutcome> {
   const report: Report = { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id };
-  return outcomeOfReport(await sendReport(deps, key, report, record), { kind: 'stop', detail: `reported failed: ${message}` });
+  const ending: TaskEnding | undefined = job.generation === undefined ? undefined : { generation: job.generation, credits: finalCredits };
+  return outcomeOfReport(await sendReport(deps, key, report, record, ending), { kind: 'stop', detail: `reported failed: ${message}` });
 }

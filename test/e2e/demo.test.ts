@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { allReported, formatPhotoTable, photoRows } from '../../dev/demo-report.js';
+import { allReported, demoRows, formatPhotoTable, formatTable, photoRows } from '../../dev/demo-report.js';
 import { startLocalRuntime, type LocalRuntime } from '../../dev/local-runtime.js';
 import { until } from '../support/wait.js';
 
@@ -90,6 +90,19 @@ describe('the demo: three sample photos through the real handlers, the local QSt
     expect(portrait?.received).toMatch(/^jpeg 180x320, .* KB, orientation 1, no metadata$/);
     for (const row of rows) expect(row.received).toMatch(/, orientation 1, no metadata$/);
     expect(formatPhotoTable(rows)).toContain('received by Runway');
+  });
+
+  it('shows what each video cost in the summary table, as the worker logged it with the report', async () => {
+    const sandbox = runtime.sandbox!;
+    const rows = demoRows(sandbox, runtime.items);
+    // Landscape 5 s and portrait 3 s on gen4_turbo (5 credits/s); the refused photo at its estimate at create.
+    expect(rows.map((row) => row.credits)).toEqual(['25 ($0.25)', '15 ($0.15)', '25 ($0.25)']);
+    expect(formatTable(rows).split('\n')[0]).toMatch(/^item +photo +model +duration +ratio +credits +outcome +video \/ error$/);
+    for (const seed of runtime.items) {
+      const reported = (await runtime.deps.ledger.read({ itemId: seed.item_id, attempt: 1 })).reported;
+      expect(`${reported?.credits} ($${((reported?.credits ?? 0) / 100).toFixed(2)})`).toBe(rows[runtime.items.indexOf(seed)]?.credits);
+      expect(reported?.credits_source).toBe('runway');
+    }
   });
 
   it('creates exactly one Runway task per item', () => {

@@ -21,6 +21,7 @@ export const taskSchema = z.strictObject({
   failure: z.string().optional(),
   failureCode: z.string().optional(),
   estimatedCost: z.strictObject({ credits: z.number() }).optional(),
+  cost: z.strictObject({ credits: z.number() }).optional(),
 });
 export type TaskBody = z.infer<typeof taskSchema>;
 export const errorSchema = z.object({

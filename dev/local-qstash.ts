@@ -1,14 +1,18 @@
 /**
  * An in-process stand-in for QStash on 127.0.0.1 (contract.md §3). The real `Client`
  * publishes to it (`new Client({ token, baseUrl: localQStash.url, devMode: false })`) and
- * the real `Receiver` accepts its deliveries. The official dev server cannot be used: it
- * downloads a binary at install.
+ * the real `Receiver` accepts its deliveries. It also keeps schedules (`client.schedules`),
+ * which fire on their cron at the same time scale as every delay. The official dev server
+ * cannot be used: it downloads a binary at install.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { DEDUPLICATION_WINDOW_MS } from './local-qstash/deduplication-window.js';
 import { DeliveryEngine } from './local-qstash/delivery-engine.js';
 import { defaultRetryDelayMs } from './local-qstash/delivery-policy.js';
+import { PayloadTooLargeError, readBody, recordedHeaders, sendJson } from './local-qstash/http.js';
 import { MAX_MESSAGE_BYTES, PUBLISH_PATH_PREFIX, parsePublishRequest } from './local-qstash/publish-request.js';
+import { SCHEDULES_PATH, handleScheduleRequest } from './local-qstash/schedule-api.js';
+import { ScheduleBook } from './local-qstash/schedules.js';
 import type { LocalQStash, LocalQStashEvent, LocalQStashOptions } from './local-qstash/types.js';
 
 export type {
@@ -19,15 +23,12 @@ export type {
   LocalQStashFaults,
   LocalQStashOptions,
   LocalQStashStats,
+  LocalSchedule,
   MessageState,
 } from './local-qstash/types.js';
 
 /** Above a Vercel function's 300 s limit, so the function times out first. */
 const DEFAULT_DELIVERY_TIMEOUT_MS = 310_000;
-
-class PayloadTooLargeError extends Error {
-  override readonly name = 'PayloadTooLargeError';
-}
 
 export async function startLocalQStash(options: LocalQStashOptions): Promise<LocalQStash> {
   assertValidOptions(options);
@@ -40,9 +41,10 @@ export async function startLocalQStash(options: LocalQStashOptions): Promise<Loc
     faults: options.faults,
     emit: createEmitter(options.onEvent),
   });
+  const schedules = new ScheduleBook({ timeScale: options.timeScale ?? 1, publish: (input) => engine.publish(input) });
 
   const server = createServer((req, res) => {
-    handleRequest(req, res, engine, options.token).catch((error: unknown) => {
+    handleRequest(req, res, engine, schedules, options.token).catch((error: unknown) => {
       if (res.headersSent) res.destroy();
       else sendJson(res, 500, { error: `local QStash failed: ${String(error)}` });
     });
@@ -53,12 +55,13 @@ export async function startLocalQStash(options: LocalQStashOptions): Promise<Loc
   return {
     url: `http://127.0.0.1:${port}`,
     close: () => {
-      closing ??= closeAll(server, engine);
+      closing ??= closeAll(server, engine, schedules);
       return closing;
     },
     idle: () => engine.idle(),
     stats: () => engine.stats(),
     messages: () => engine.messages(),
+    schedules: () => schedules.list(),
   };
 }
 
@@ -66,17 +69,17 @@ async function handleRequest(
   req: IncomingMessage,
   res: ServerResponse,
   engine: DeliveryEngine,
+  schedules: ScheduleBook,
   token: string,
 ): Promise<void> {
   const path = req.url ?? '/';
-  if (path === '/v2/schedules' && req.method === 'GET') {
-    // No schedules here; answering lets a token check (`client.schedules.list()`) succeed.
+  if (path === SCHEDULES_PATH || path.startsWith(`${SCHEDULES_PATH}/`)) {
     if (req.headers.authorization !== `Bearer ${token}`) sendJson(res, 401, { error: 'Unauthorized' });
-    else sendJson(res, 200, []);
+    else await handleScheduleRequest(req, res, schedules);
     return;
   }
   if (!path.startsWith(PUBLISH_PATH_PREFIX)) {
-    sendJson(res, 404, { error: `local QStash serves only POST ${PUBLISH_PATH_PREFIX}<destination>` });
+    sendJson(res, 404, { error: `local QStash serves only ${PUBLISH_PATH_PREFIX}<destination> and ${SCHEDULES_PATH}` });
     return;
   }
   if (req.method !== 'POST') {
@@ -118,38 +121,6 @@ async function handleRequest(
   }
 }
 
-async function readBody(req: IncomingMessage, limitBytes: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-    size += buffer.length;
-    if (size > limitBytes) throw new PayloadTooLargeError(`message over ${limitBytes} bytes`);
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
-/** Publish headers with lower-case names, repeated ones joined, credentials left out. */
-function recordedHeaders(req: IncomingMessage): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined || name === 'authorization') continue;
-    headers[name] = Array.isArray(value) ? value.join(', ') : value;
-  }
-  return headers;
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    ...headers,
-  });
-  res.end(text);
-}
-
 function listen(server: Server, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -162,7 +133,8 @@ function listen(server: Server, port: number): Promise<number> {
   });
 }
 
-async function closeAll(server: Server, engine: DeliveryEngine): Promise<void> {
+async function closeAll(server: Server, engine: DeliveryEngine, schedules: ScheduleBook): Promise<void> {
+  schedules.close();
   const serverClosed = new Promise<void>((resolve, reject) => {
     server.close((error) => {
       if (error) reject(error);

@@ -120,6 +120,33 @@ export type LocalQStashEvent =
     })
   | (MessageEventBase & { readonly type: 'stopped'; readonly retried: number });
 
+/** A schedule as the local QStash holds it (`POST /v2/schedules/<destination>`). */
+export interface LocalSchedule {
+  readonly scheduleId: string;
+  readonly cron: string;
+  /** Destination URL exactly as given. */
+  readonly destination: string;
+  readonly method: string;
+  /** The body every fired message carries, as UTF-8 text. */
+  readonly body: string;
+  readonly contentType: string | undefined;
+  /** Headers of the latest create request, lower-case names, without `authorization`. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** `Upstash-Forward-*` headers every fired message is delivered with, without the prefix. */
+  readonly forwardedHeaders: Readonly<Record<string, string>>;
+  readonly retries: number;
+  /** `Upstash-Delay` of every fired message, unscaled ms. */
+  readonly delayMs: number | undefined;
+  /** Epoch ms of the first create, and of the latest create with the same id. */
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly isPaused: boolean;
+  /** Epoch ms (wall clock) of the next firing, when one is due. */
+  readonly nextFireAt: number | undefined;
+  /** Messages published by the schedule so far, oldest first (see `messages()`). */
+  readonly firedMessageIds: readonly string[];
+}
+
 export interface LocalQStash {
   /** `http://127.0.0.1:PORT`, to pass as the Client's `baseUrl`. */
   readonly url: string;
@@ -130,4 +157,6 @@ export interface LocalQStash {
   stats(): LocalQStashStats;
   /** Every accepted message with its delivery attempts, as a snapshot. */
   messages(): readonly LocalMessage[];
+  /** Every schedule, oldest first, as a snapshot. */
+  schedules(): readonly LocalSchedule[];
 }

@@ -72,7 +72,7 @@ export interface AppApi {
   /** Not idempotent (contract §1.4): sent once, never retried here. */
   report(report: Report): Promise<ReportAnswer>;
   /** Preflight: an empty heartbeat answers 400 with the right key, 401 with a wrong one. */
-  checkKey(): Promise<{ ok: boolean; detail: string }>;
+  checkKey(): Promise<{ ok: boolean; detail: string; status?: number }>;
 }
 
 function errorText(answer: JsonAnswer): string | undefined {
@@ -173,9 +173,10 @@ export function createAppApi(options: AppApiOptions): AppApi {
 
     async checkKey() {
       const answer = await post('heartbeat', {});
-      if (answer.status === 400) return { ok: true, detail: 'key accepted' };
-      if (answer.status === 401) return { ok: false, detail: 'key rejected (401)' };
-      return { ok: false, detail: `unexpected answer ${answer.status}` };
+      const { status } = answer;
+      if (status === 400) return { ok: true, detail: 'key accepted' };
+      if (status === 401) return { ok: false, detail: 'key rejected (401)', status };
+      return { ok: false, detail: `unexpected answer ${status}`, status };
     },
   };
 }

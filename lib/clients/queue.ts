@@ -39,7 +39,7 @@ export interface Queue {
    */
   verify(signature: string | null, rawBody: string, requestUrl: URL): Promise<boolean>;
   /** Preflight: whether QStash accepts the token (a harmless authenticated read). */
-  checkToken(): Promise<{ ok: boolean; detail: string }>;
+  checkToken(): Promise<{ ok: boolean; detail: string; status?: number }>;
   callbackUrl(path: string): string;
 }
 
@@ -108,7 +108,7 @@ export function createQueue(options: QueueOptions): Queue {
         return { ok: true, detail: 'token accepted' };
       } catch (error) {
         const status = error instanceof QstashError ? error.status : undefined;
-        return { ok: false, detail: status ? `QStash answered ${status}` : 'QStash unreachable' };
+        return status ? { ok: false, detail: `QStash answered ${status}`, status } : { ok: false, detail: 'QStash unreachable' };
       }
     },
   };

@@ -209,7 +209,7 @@ describe('the token check of the preflight', () => {
     const qstash = await startQStash();
     const queue = queueFor(qstash.url, 'http://127.0.0.1:9', { token: 'not-the-token' });
 
-    expect(await queue.checkToken()).toEqual({ ok: false, detail: 'QStash answered 401' });
+    expect(await queue.checkToken()).toEqual({ ok: false, detail: 'QStash answered 401', status: 401 });
   });
 
   it('says QStash is unreachable when nothing answers', async () => {

@@ -272,12 +272,12 @@ describe('checking the worker key (preflight)', () => {
   it('takes a 401 as the key rejected', async () => {
     const { app } = await appAnswering(failure(401, 'Unauthorized'));
 
-    expect(await app.checkKey()).toEqual({ ok: false, detail: 'key rejected (401)' });
+    expect(await app.checkKey()).toEqual({ ok: false, detail: 'key rejected (401)', status: 401 });
   });
 
   it('names any other answer', async () => {
     const { app } = await appAnswering(reply(200, { success: true, data: { leased_until: 'x' } }));
 
-    expect(await app.checkKey()).toEqual({ ok: false, detail: 'unexpected answer 200' });
+    expect(await app.checkKey()).toEqual({ ok: false, detail: 'unexpected answer 200', status: 200 });
   });
 });

@@ -1,5 +1,4 @@
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Env } from '../../lib/config.js';
@@ -7,6 +6,7 @@ import { closeExtraWorkers, startExtraWorker } from '../support/extra-worker.js'
 import { closeStandIns, startStandIn } from '../support/extra-stand-in.js';
 import { describeRequest } from '../support/flow.js';
 import { closeHarnesses, seedItem, startHarness, type Answer, type Harness, type Mark } from '../support/harness.js';
+import { REFUSED_URL } from '../support/refused.js';
 
 afterEach(async () => {
   await closeExtraWorkers();
@@ -54,16 +54,6 @@ function expectNothingLeased({ harness }: Checked): void {
   expect(harness.sandbox.app.items().map((item) => item.status)).toEqual(['pending']);
 }
 
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return address.port;
-}
-
 describe('cron-poll ?check=1 with a worker key the app rejects', () => {
   it('fails the next_api row as a rejected key, after one empty heartbeat with that key', async () => {
     const checked = await preflightWith(() => ({ WORKER_API_KEY: 'wk_not-the-right-key' }));
@@ -91,7 +81,7 @@ describe('cron-poll ?check=1 with an app that answers the key check unexpectedly
 
 describe('cron-poll ?check=1 with an app nobody answers at', () => {
   it('fails the next_api row with the network error', async () => {
-    const checked = await preflightWith(async () => ({ NEXT_API_URL: `http://127.0.0.1:${await closedPort()}/api` }));
+    const checked = await preflightWith(() => ({ NEXT_API_URL: `${REFUSED_URL}/api` }));
 
     expectOnlyFailing(checked, 'next_api', 'UpstreamError: app: POST /api/worker/heartbeat failed (network error)');
     expect(checked.harness.requests({ service: 'app', since: checked.mark })).toEqual([]);

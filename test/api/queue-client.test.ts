@@ -8,6 +8,7 @@ import { UpstreamError } from '../../lib/errors.js';
 import { QSTASH_RETRIES } from '../../lib/steps/messages.js';
 import { closeStandIns, startStandIn } from '../support/extra-stand-in.js';
 import { until } from '../support/wait.js';
+import { REFUSED_URL } from '../support/refused.js';
 
 /**
  * The QStash client on its own (contract §3): what a publish asks QStash for, what arrives
@@ -69,15 +70,6 @@ async function startDestination(): Promise<Destination> {
   });
   const port = await listen(server);
   return { url: `http://127.0.0.1:${port}`, delivered: () => [...delivered] };
-}
-
-/** A port nothing listens on (it did a moment ago). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  const port = await listen(server);
-  servers.delete(server);
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function startQStash(): Promise<LocalQStash> {
@@ -189,7 +181,7 @@ describe('a publish QStash refuses', () => {
   });
 
   it('because nothing answers is worth another try later, and has no status', async () => {
-    const queue = queueFor(`http://127.0.0.1:${await closedPort()}`, 'http://127.0.0.1:9');
+    const queue = queueFor(REFUSED_URL, 'http://127.0.0.1:9');
 
     const error = await refusal(queue);
 
@@ -213,7 +205,7 @@ describe('the token check of the preflight', () => {
   });
 
   it('says QStash is unreachable when nothing answers', async () => {
-    const queue = queueFor(`http://127.0.0.1:${await closedPort()}`, 'http://127.0.0.1:9');
+    const queue = queueFor(REFUSED_URL, 'http://127.0.0.1:9');
 
     expect(await queue.checkToken()).toEqual({ ok: false, detail: 'QStash unreachable' });
   });

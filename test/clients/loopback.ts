@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { REFUSED_URL } from '../support/refused.js';
 
 /** One request as a loopback server received it, body included. */
 export interface ReceivedRequest {
@@ -103,11 +104,7 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
   );
 }
 
-/** A port on 127.0.0.1 where nothing listens (connections are refused). */
+/** An address where nothing listens (connections are refused). */
 export async function refusedUrl(): Promise<string> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return `http://127.0.0.1:${port}`;
+  return Promise.resolve(REFUSED_URL);
 }

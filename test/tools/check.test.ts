@@ -1,5 +1,4 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { formatPreflight } from '../../tools/cli/preflight-table.js';
 import { closeStandIns, startStandIn, type StandInReply } from '../support/extra-stand-in.js';
 import { CRON_SECRET, closeHarnesses, startHarness, workerEnv, type Harness } from '../support/harness.js';
 import { runCli, writeEnvFile, type CliRun } from './run-cli.js';
+import { REFUSED_URL } from '../support/refused.js';
 
 /**
  * `npm run check`: the preflight of `GET /api/cron-poll?check=1`, run from an env file
@@ -215,16 +215,6 @@ describe('npm run check --url against a running worker', () => {
   });
 });
 
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return address.port;
-}
-
 /** A stand-in for the service at `target` answering every request with `reply`. */
 async function answering(target: string, reply: StandInReply): Promise<string> {
   return (await startStandIn({ target, answer: () => reply })).url;
@@ -246,7 +236,7 @@ describe('the preflight npm run check runs, for services answering unexpectedly'
   });
 
   it('names the address of an app nobody answers at', async () => {
-    const url = `http://127.0.0.1:${await closedPort()}/api`;
+    const url = `${REFUSED_URL}/api`;
     const report = await preflight({ NEXT_API_URL: url });
 
     expect(report.next_api.ok).toBe(false);
@@ -268,7 +258,7 @@ describe('the preflight npm run check runs, for services answering unexpectedly'
 
   it("says a Runway 5xx is on Runway's side, and names the URL of a Runway nobody answers at", async () => {
     const busy = await preflight({ RUNWAY_API_URL: await answering(env.RUNWAY_API_URL ?? '', { status: 503, json: { error: 'busy' } }) });
-    const url = `http://127.0.0.1:${await closedPort()}`;
+    const url = REFUSED_URL;
     const gone = await preflight({ RUNWAY_API_URL: url });
 
     expect(busy.runway.fix).toMatch(/^Runway answered 503 at RUNWAY_API_URL \(.+\): check the URL \(default https:\/\/api\.dev\.runwayml\.com\); a 5xx is on Runway's side, try again shortly$/);

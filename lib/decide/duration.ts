@@ -32,31 +32,22 @@ const TIE_TOLERANCE_SECONDS = 1e-9;
  * and any count that is not a positive finite number, means "not given".
  */
 function frameCountOf(frameNum: unknown): number | undefined {
-  let count: number | undefined;
+  let count = Number.NaN;
   if (typeof frameNum === 'number') count = frameNum;
-  else if (typeof frameNum === 'string' && DECIMAL_NUMBER.test(frameNum.trim())) count = Number(frameNum.trim());
-  return count !== undefined && Number.isFinite(count) && count > 0 ? count : undefined;
+  // Number() itself ignores the surrounding whitespace that the pattern is tested without.
+  else if (typeof frameNum === 'string' && DECIMAL_NUMBER.test(frameNum.trim())) count = Number(frameNum);
+  return Number.isFinite(count) && count > 0 ? count : undefined;
 }
 
 /**
- * The nearest allowed value; on an exact tie the longer one, so the motion the task asked
- * for is never cut short.
+ * The nearest allowed value; on a tie the longer one, so the motion the task asked for is
+ * never cut short. `allowed` is ascending (models.ts), so of two candidates at the same
+ * distance the later one is the longer.
  */
 function nearestAllowed(allowed: readonly number[], requested: number): number {
-  let best: number | undefined;
-  let bestDistance = Number.POSITIVE_INFINITY;
-  for (const candidate of allowed) {
-    const distance = Math.abs(candidate - requested);
-    const closer = distance < bestDistance - TIE_TOLERANCE_SECONDS;
-    const tiedAndLonger =
-      best !== undefined && distance <= bestDistance + TIE_TOLERANCE_SECONDS && candidate > best;
-    if (closer || tiedAndLonger) {
-      best = candidate;
-      bestDistance = distance;
-    }
-  }
-  if (best === undefined) throw new Error('a model must allow at least one duration');
-  return best;
+  return allowed.reduce((best, candidate) =>
+    Math.abs(candidate - requested) <= Math.abs(best - requested) + TIE_TOLERANCE_SECONDS ? candidate : best,
+  );
 }
 
 /** Video length for a task: `frame_num / 24`, snapped to the model's allowed durations (design §3). */

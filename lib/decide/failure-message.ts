@@ -22,11 +22,11 @@ interface FailureFamily {
 const MODERATED_INPUT = "the input was rejected by Runway's content moderation";
 
 // Runway's failureCode families (contract §2.3). The set is open, so families match by
-// prefix; the first match wins, so specific codes come before their family.
+// prefix; the first match wins, so specific codes come before their family. Other
+// SAFETY.INPUT codes fall to SAFETY, which words them the same.
 const FAILURE_FAMILIES: readonly FailureFamily[] = [
   { code: 'SAFETY.INPUT.IMAGE', kind: 'moderation', explanation: "the photo was rejected by Runway's content moderation" },
   { code: 'SAFETY.INPUT.TEXT', kind: 'moderation', explanation: "the prompt was rejected by Runway's content moderation" },
-  { code: 'SAFETY.INPUT', kind: 'moderation', explanation: MODERATED_INPUT },
   { code: 'SAFETY.OUTPUT', kind: 'moderation', explanation: "the generated video was blocked by Runway's content moderation" },
   { code: 'SAFETY', kind: 'moderation', explanation: MODERATED_INPUT },
   { code: 'INPUT_PREPROCESSING.SAFETY.TEXT', kind: 'moderation', explanation: "the prompt was rejected by Runway's content moderation" },
@@ -53,7 +53,7 @@ export function classifyFailureCode(code: string | null | undefined): FailureCla
   return familyOf(normalizeCode(code))?.kind ?? 'unknown';
 }
 
-const REDACTIONS: readonly (readonly [RegExp, string | ((match: string) => string)])[] = [
+const REDACTIONS: readonly (readonly [RegExp, string])[] = [
   // Inline images first: base64 would otherwise survive as one long "word".
   [/data:[\w.+/-]*(?:;[\w=.+-]+)*,\S*/gi, '[data]'],
   // Any word holding a URL (http(s), runway://, ...), whatever is glued to it: signed URLs
@@ -65,10 +65,12 @@ const REDACTIONS: readonly (readonly [RegExp, string | ((match: string) => strin
   [/\b(Bearer|Worker|Basic|Token)\s+(?=[\w.~+/=-]*[\d_.~+/=-])[\w.~+/=-]{8,}/gi, '$1 [redacted]'],
   [/\b((?:access_|refresh_|api_?|upload_)?token|signature|sig|key|secret|password|x-amz-[a-z-]+)=[^\s&"']+/gi, '$1=[redacted]'],
   [/\bsig_[A-Za-z0-9]{8,}/g, '[redacted]'],
-  // Any other long opaque run of letters and digits is more likely a key than prose
-  // (40+ so that UUIDs, such as Runway task ids, stay readable).
-  [/[\w+/=.-]{40,}/g, (run) => (/\d/.test(run) && /[a-z]/i.test(run) ? '[redacted]' : run)],
 ];
+
+// Any other long opaque run of letters and digits is more likely a key than prose
+// (40+ so that UUIDs, such as Runway task ids, stay readable).
+const LONG_RUN = /[\w+/=.-]{40,}/g;
+const redactKeyLike = (run: string): string => (/\d/.test(run) && /[a-z]/i.test(run) ? '[redacted]' : run);
 
 /** The first `units` UTF-16 units, one fewer rather than half of a surrogate pair. */
 function headOf(text: string, units: number): string {
@@ -89,9 +91,8 @@ export function sanitizeMessage(text: string, limit: number = MAX_ERROR_MESSAGE_
   // Text this far out could never be shown; dropping it first bounds the work.
   const workLimit = limit * 4;
   let clean = text.length > workLimit ? `${headOf(text, workLimit)}…` : text;
-  for (const [pattern, replacement] of REDACTIONS) {
-    clean = typeof replacement === 'string' ? clean.replace(pattern, replacement) : clean.replace(pattern, replacement);
-  }
+  for (const [pattern, replacement] of REDACTIONS) clean = clean.replace(pattern, replacement);
+  clean = clean.replace(LONG_RUN, redactKeyLike);
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
   clean = clean.replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
   return cutWithEllipsis(clean, limit);

@@ -1,6 +1,6 @@
 import type { RunwayModel } from '../config.js';
 import type { RunwayRatio } from './models.js';
-import { chooseRatio } from './ratio.js';
+import { chooseRatio, ratioSize, type PixelSize } from './ratio.js';
 
 /**
  * How a photo is shaped before it goes to Runway: which output ratio it gets, whether an
@@ -42,11 +42,6 @@ export const WORST_CASE_JPEG_BYTES_PER_PIXEL = 1.2;
  */
 export const MAX_SENT_PIXELS = Math.floor(DATA_URI_MAX_JPEG_BYTES / WORST_CASE_JPEG_BYTES_PER_PIXEL);
 
-export interface PixelSize {
-  readonly width: number;
-  readonly height: number;
-}
-
 export interface PhotoFitPlan {
   /** The Runway output ratio, chosen on the displayed (upright) size. */
   readonly ratio: RunwayRatio;
@@ -55,12 +50,6 @@ export interface PhotoFitPlan {
   /** The size of the image to send: after the crop and any downscale. */
   readonly width: number;
   readonly height: number;
-}
-
-export function ratioSize(ratio: RunwayRatio): PixelSize {
-  const [width, height] = ratio.split(':').map(Number);
-  if (width === undefined || height === undefined || !(width > 0 && height > 0)) throw new Error(`malformed ratio ${ratio}`);
-  return { width, height };
 }
 
 const clamp = (value: number, low: number, high: number): number => Math.min(high, Math.max(low, value));

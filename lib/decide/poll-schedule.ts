@@ -59,10 +59,8 @@ function desiredDelaySeconds(input: PollScheduleInput, floor: number): number {
 export function nextPollDelaySeconds(input: PollScheduleInput): number {
   const floor = Math.ceil(Math.max(RUNWAY_MIN_POLL_SECONDS, finiteOr(input.minSeconds, RUNWAY_MIN_POLL_SECONDS)));
   const ceiling = Math.max(floor, Math.floor(finiteOr(input.maxSeconds, floor)));
-  let delay = desiredDelaySeconds(input, floor);
-  if (input.timeoutSeconds !== undefined && Number.isFinite(input.timeoutSeconds)) {
-    delay = Math.min(delay, input.timeoutSeconds - finiteOr(input.elapsedSeconds, 0));
-  }
+  const untilTimeout = finiteOr(input.timeoutSeconds, Number.POSITIVE_INFINITY) - finiteOr(input.elapsedSeconds, 0);
+  const delay = Math.min(desiredDelaySeconds(input, floor), untilTimeout);
   return Math.min(ceiling, Math.max(floor, Math.round(finiteOr(delay, ceiling))));
 }
 

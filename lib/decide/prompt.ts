@@ -27,8 +27,9 @@ function cutToLimit(text: string, limit: number): string {
   for (let index = limit; index >= limit - WORD_BOUNDARY_SEARCH_UNITS; index -= 1) {
     if (/\s/.test(text.charAt(index))) return text.slice(0, index).trimEnd();
   }
+  // No whitespace near the limit, so there is none at the end of this cut to trim.
   const end = isHighSurrogate(text.charCodeAt(limit - 1)) ? limit - 1 : limit;
-  return text.slice(0, end).trimEnd();
+  return text.slice(0, end);
 }
 
 /** Prompt for a task (design §3): trimmed, cut to Runway's limit, defaulted when required. */

@@ -1,7 +1,8 @@
 import type { RunwayModel } from '../config.js';
 import { MODEL_SPECS, type RunwayRatio } from './models.js';
 
-export interface DisplayedSize {
+/** A size in pixels. */
+export interface PixelSize {
   readonly width: number;
   readonly height: number;
 }
@@ -10,19 +11,20 @@ export interface DisplayedSize {
  * The size a viewer sees. EXIF orientations 5-8 rotate the stored pixels by 90°, so width
  * and height swap; 1-4 (and any invalid value, which viewers ignore) keep them.
  */
-export function displayedSize(width: number, height: number, exifOrientation: number): DisplayedSize {
+export function displayedSize(width: number, height: number, exifOrientation: number): PixelSize {
   const quarterTurn = exifOrientation >= 5 && exifOrientation <= 8 && Number.isInteger(exifOrientation);
   return quarterTurn ? { width: height, height: width } : { width, height };
 }
 
+/** A Runway ratio read as the output size it names: `1280:720` is 1280×720 pixels. */
+export function ratioSize(ratio: RunwayRatio): PixelSize {
+  const [width = 0, height = 0] = ratio.split(':').map(Number);
+  if (!(width > 0 && height > 0)) throw new Error(`malformed ratio ${ratio}`);
+  return { width, height };
+}
+
 // Distances closer than this count as a tie (float noise in the logarithms).
 const TIE_TOLERANCE = 1e-9;
-
-function aspectOf(ratio: RunwayRatio): number {
-  const [width, height] = ratio.split(':').map(Number);
-  if (width === undefined || height === undefined) throw new Error(`malformed ratio ${ratio}`);
-  return width / height;
-}
 
 /**
  * The model's allowed ratio whose aspect is closest to the displayed photo's, measured as
@@ -35,15 +37,9 @@ export function chooseRatio(model: RunwayModel, displayWidth: number, displayHei
     throw new RangeError(`image size must be positive, got ${displayWidth}x${displayHeight}`);
   }
   const target = Math.log(displayWidth / displayHeight);
-  let best: RunwayRatio | undefined;
-  let bestDistance = Number.POSITIVE_INFINITY;
-  for (const ratio of MODEL_SPECS[model].ratios) {
-    const distance = Math.abs(Math.log(aspectOf(ratio)) - target);
-    if (distance < bestDistance - TIE_TOLERANCE) {
-      best = ratio;
-      bestDistance = distance;
-    }
-  }
-  if (best === undefined) throw new Error(`model ${model} allows no ratio`);
-  return best;
+  const distanceOf = (ratio: RunwayRatio): number => {
+    const size = ratioSize(ratio);
+    return Math.abs(Math.log(size.width / size.height) - target);
+  };
+  return MODEL_SPECS[model].ratios.reduce((best, ratio) => (distanceOf(ratio) < distanceOf(best) - TIE_TOLERANCE ? ratio : best));
 }

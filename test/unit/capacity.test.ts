@@ -74,6 +74,11 @@ describe('capacityDrainDelaySeconds', () => {
     expect(capacityDrainDelaySeconds({ ...bounds, inFlight: [{ model: 'gen4_turbo', atMs: NOW - 30_000 }, { model: 'gen4.5', atMs: NOW }] })).toBe(15);
   });
 
+  it("uses each model's own typical generation time", () => {
+    // gen4.5 is typically done 90 s after it starts.
+    expect(capacityDrainDelaySeconds({ ...bounds, inFlight: [{ model: 'gen4.5', atMs: NOW - 80_000 }] })).toBe(10);
+  });
+
   it('stays within its bounds', () => {
     expect(capacityDrainDelaySeconds({ ...bounds, inFlight: [{ model: 'gen4_turbo', atMs: NOW }] })).toBe(30);
     expect(capacityDrainDelaySeconds({ ...bounds, inFlight: [{ model: 'gen4_turbo', atMs: NOW - 600_000 }] })).toBe(5);

@@ -19,6 +19,14 @@ const EXPECTED: readonly (readonly [label: string, frameNum: unknown, seconds: r
   ['"121"', '121', [5, 5, 6, 6]],
   ['" 73 "', ' 73 ', [3, 3, 4, 4]],
   ['"169.0"', '169.0', [7, 7, 8, 8]],
+  ['"+73"', '+73', [3, 3, 4, 4]],
+  ['"72.00"', '72.00', [3, 3, 4, 4]],
+  ['".25e3"', '.25e3', [10, 10, 8, 8]],
+  ['"7.3e1"', '7.3e1', [3, 3, 4, 4]],
+  ['"7.3E1"', '7.3E1', [3, 3, 4, 4]],
+  ['"7300e-2"', '7300e-2', [3, 3, 4, 4]],
+  ['"0.073e+03"', '0.073e+03', [3, 3, 4, 4]],
+  ['"0b1001001"', '0b1001001', [5, 5, 6, 6]],
   ['NaN', Number.NaN, [5, 5, 6, 6]],
   ['Infinity', Number.POSITIVE_INFINITY, [5, 5, 6, 6]],
   ['-Infinity', Number.NEGATIVE_INFINITY, [5, 5, 6, 6]],
@@ -58,6 +66,13 @@ describe('a frame count exactly between two allowed durations', () => {
     ['gen4_turbo', 60, 3],
     ['gen4.5', 108, 5],
   ] as const)('on %s, %i frames picks the longer neighbour (%i s)', (model, frames, seconds) => {
+    expect(chooseDuration(model, frames).seconds).toBe(seconds);
+  });
+
+  it.each([
+    ['gen4_turbo', 60 - 1e-12, 3],
+    ['veo3.1', 120 - 1e-12, 6],
+  ] as const)('on %s, %d frames (a midpoint but for float noise) still picks the longer neighbour (%i s)', (model, frames, seconds) => {
     expect(chooseDuration(model, frames).seconds).toBe(seconds);
   });
 });

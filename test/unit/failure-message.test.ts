@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { PermanentError, UpstreamError } from '../../lib/errors.js';
 import {
   classifyFailureCode,
+  failureMessageOf,
+  humanSize,
   MAX_ERROR_MESSAGE_LENGTH,
+  notVideoMessage,
   RUNWAY_CANCELLED_MESSAGE,
   runwayFailureMessage,
   sanitizeMessage,
@@ -103,6 +107,10 @@ describe('the error message for a failed Runway task', () => {
     expect(runwayFailureMessage('NEW CODE <b>x</b>; https://evil.example/?token=abc', 'x')).toMatch(/^runway: NEWCODEBXBHTTPSEVIL\.EXAMPLETOKENABC — x$/);
   });
 
+  it('shows at most 80 characters of a long code', () => {
+    expect(runwayFailureMessage('X'.repeat(100))).toBe(`runway: ${'X'.repeat(80)} — task failed`);
+  });
+
   it('cuts a long failure text for an unknown code well below the message limit', () => {
     const message = runwayFailureMessage('NEW.CODE', 'word '.repeat(1000));
     expect(message.length).toBeLessThanOrEqual(230);
@@ -143,6 +151,10 @@ describe('the error message for a timed-out task', () => {
     expect(timeoutMessage(600, 'running https://x.example/?token=1')).toBe('runway: timed out after 600 s (last status RUNNINGHTTPSXEXAMPLETOKEN)');
   });
 
+  it('shows at most 30 characters of a long status', () => {
+    expect(timeoutMessage(600, 'S'.repeat(40))).toBe(`runway: timed out after 600 s (last status ${'S'.repeat(30)})`);
+  });
+
   it('copes with a nonsensical duration', () => {
     expect(timeoutMessage(Number.NaN, 'PENDING')).toBe('runway: timed out after too long (last status PENDING)');
   });
@@ -163,6 +175,11 @@ describe('sanitizing text for an admin-facing message', () => {
     ['a JWT glued to a word', `bad${JWT}`, 'bad[redacted]'],
     ['the whole word around a URL glued to other text', 'see (x_https://a.example/y?token=1) now', 'see [url] now'],
     ['a long opaque key', 'key 4f9a2c7e1b8d3f6a0c5e9b2d7f1a4c8e6b3d0f2a9c', 'key [redacted]'],
+    ['a data URI without parameters', 'see data:text/plain,SGVsbG8= here', 'see [data] here'],
+    ['a data URI with several parameters', 'see data:image/png;charset=utf-8;base64,iVBORw0KGgo= here', 'see [data] here'],
+    ['a Bearer token after several spaces', 'sent Authorization: Bearer   key_1234567890abcdef', 'sent Authorization: Bearer [redacted]'],
+    ['an apitoken parameter', 'at storage.example.com/x.mp4?apitoken=abc123', 'at storage.example.com/x.mp4?apitoken=[redacted]'],
+    ['an AWS credential parameter', 'at bucket.example.com/v.mp4?X-Amz-Credential=AKIAEXAMPLE%2F20240101', 'at bucket.example.com/v.mp4?X-Amz-Credential=[redacted]'],
   ])('removes %s', (_label, input, output) => {
     expect(sanitizeMessage(input)).toBe(output);
   });
@@ -176,6 +193,11 @@ describe('sanitizing text for an admin-facing message', () => {
 
     it('keeps UUIDs such as Runway task ids readable', () => {
     expect(sanitizeMessage('task 0f8fad5b-d9cb-469f-a165-70867728950e failed')).toBe('task 0f8fad5b-d9cb-469f-a165-70867728950e failed');
+  });
+
+  it('keeps a long run of digits alone: a key mixes letters and digits', () => {
+    const digits = '1234567890'.repeat(5);
+    expect(sanitizeMessage(`offset ${digits} out of range`)).toBe(`offset ${digits} out of range`);
   });
 
   it('stays safe and bounded on megabytes of input', () => {
@@ -207,6 +229,29 @@ describe('sanitizing text for an admin-facing message', () => {
     expect(message).toBe(`${'a'.repeat(498)}…`);
   });
 
+  it.each([
+    ['U+10000', '\u{10000}'],
+    ['U+10FFFF', '\u{10FFFF}'],
+  ])('does not split the first or last character of the astral planes (%s) when cutting', (_label, character) => {
+    expect(sanitizeMessage(`${'a'.repeat(498)}${character}${'c'.repeat(10)}`)).toBe(`${'a'.repeat(498)}…`);
+  });
+
+  it('cuts text of characters just above the surrogate range at the full length', () => {
+    expect(sanitizeMessage('\uff21'.repeat(600))).toBe(`${'\uff21'.repeat(499)}…`);
+  });
+
+  it('does not leave a space before the ellipsis', () => {
+    expect(sanitizeMessage('hello wonderful', 7)).toBe('hello…');
+  });
+
+  it('ignores what lies beyond four times the limit, even where collapsed whitespace would have made room', () => {
+    expect(sanitizeMessage(`a${' '.repeat(2500)}b`)).toBe('a …');
+  });
+
+  it('reads text of exactly four times the limit to its end', () => {
+    expect(sanitizeMessage(`a${' '.repeat(1998)}b`)).toBe('a b');
+  });
+
   it('accepts a smaller limit', () => {
     expect(sanitizeMessage('hello wonderful world', 10)).toBe('hello won…');
   });
@@ -220,5 +265,65 @@ describe('sanitizing text for an admin-facing message', () => {
       assertSafe(runwayFailureMessage('NEW.CODE', text));
       assertSafe(runwayFailureMessage(undefined, text));
     }
+  });
+});
+
+describe('the error message for a thrown error', () => {
+  it('keeps the message of a permanent error, which already names its stage', () => {
+    expect(failureMessageOf(new PermanentError('photo', 'photo: not a JPEG/PNG/WebP image (got text/html)'))).toBe(
+      'photo: not a JPEG/PNG/WebP image (got text/html)',
+    );
+  });
+
+  it('keeps the message of an upstream error, sanitized', () => {
+    const error = new UpstreamError('storage', `storage: upload answered 500 for ${SIGNED_URL}`, { status: 500, retryable: true });
+    expect(failureMessageOf(error)).toBe('storage: upload answered 500 for [url]');
+  });
+
+  it('calls any other error unexpected and names its kind', () => {
+    expect(failureMessageOf(new TypeError('boom'))).toBe('worker: unexpected error (TypeError: boom)');
+  });
+
+  it('copes with a thrown value that is not an error', () => {
+    expect(failureMessageOf('lost')).toBe('worker: unexpected error (lost)');
+  });
+});
+
+describe('sizes as people read them', () => {
+  it.each([
+    [0, '0 bytes'],
+    [512, '512 bytes'],
+    [1024, '1.0 KB'],
+    [1229, '1.2 KB'],
+    [1024 ** 2, '1.0 MB'],
+    [3.4 * 1024 ** 2, '3.4 MB'],
+    [1.1 * 1024 ** 3, '1.1 GB'],
+    [1024 ** 4, '1.0 TB'],
+    [1024 ** 5, '1024.0 TB'],
+  ])('shows %d bytes as %s', (bytes, text) => {
+    expect(humanSize(bytes)).toBe(text);
+  });
+
+  it.each([-1, Number.NaN, Number.POSITIVE_INFINITY])('calls %d an unknown size', (bytes) => {
+    expect(humanSize(bytes)).toBe('unknown size');
+  });
+});
+
+describe('the error message for an output that is not a video', () => {
+  it('names the type and the size Runway declared', () => {
+    expect(notVideoMessage('text/html', 1229)).toBe("output: Runway's output is not a video (text/html, 1.2 KB)");
+  });
+
+  it('says so when the type and size are missing', () => {
+    expect(notVideoMessage(undefined, undefined)).toBe("output: Runway's output is not a video (no content type, unknown size)");
+    expect(notVideoMessage('', undefined)).toBe("output: Runway's output is not a video (no content type, unknown size)");
+  });
+
+  it('keeps only media-type characters of a strange type', () => {
+    expect(notVideoMessage('text/html; charset="<b>"', 0)).toBe("output: Runway's output is not a video (text/htmlcharsetb, 0 bytes)");
+  });
+
+  it('shows at most 60 characters of a long type', () => {
+    expect(notVideoMessage(`x/${'y'.repeat(100)}`, 0)).toBe(`output: Runway's output is not a video (x/${'y'.repeat(58)}, 0 bytes)`);
   });
 });

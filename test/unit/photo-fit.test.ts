@@ -7,7 +7,6 @@ import {
   MAX_SENT_PIXELS,
   OUTPUT_RESOLUTION_MARGIN,
   planPhotoFit,
-  ratioSize,
   scaleWithinLimits,
   RUNWAY_DATA_URI_MAX_CHARS,
   RUNWAY_INPUT_MAX_ASPECT,
@@ -16,7 +15,7 @@ import {
   WORST_CASE_JPEG_BYTES_PER_PIXEL,
   type PhotoFitPlan,
 } from '../../lib/decide/photo-fit.js';
-import { chooseRatio } from '../../lib/decide/ratio.js';
+import { chooseRatio, ratioSize } from '../../lib/decide/ratio.js';
 
 const plan = (displayWidth: number, displayHeight: number, model: RunwayModel = 'gen4_turbo'): PhotoFitPlan =>
   planPhotoFit({ displayWidth, displayHeight, model });
@@ -31,14 +30,16 @@ function sweepOfSides(): number[] {
   return [...sides].sort((a, b) => a - b);
 }
 
+/**
+ * Built by each test that needs it, not once when the file loads: an exception then fails that
+ * test instead of the whole file, and mutation testing sees which tests exercise the planner.
+ */
 function everyPlan(): { width: number; height: number; model: RunwayModel; fit: PhotoFitPlan }[] {
   const sides = sweepOfSides();
   return RUNWAY_MODELS.flatMap((model) =>
     sides.flatMap((width) => sides.map((height) => ({ width, height, model, fit: plan(width, height, model) }))),
   );
 }
-
-const PLANS = everyPlan();
 
 describe("Runway's input limits", () => {
   it('are an aspect of 0.5 to 2 and 7999 px a side', () => {
@@ -63,20 +64,6 @@ describe("Runway's input limits", () => {
 
   it('leave room for the worst-case JPEG of the largest photo the plan may send', () => {
     expect(MAX_SENT_PIXELS * WORST_CASE_JPEG_BYTES_PER_PIXEL).toBeLessThanOrEqual(DATA_URI_MAX_JPEG_BYTES);
-  });
-});
-
-describe('reading an output ratio as a pixel size', () => {
-  it.each([
-    ['1584:672', 1584, 672],
-    ['720:1280', 720, 1280],
-    ['960:960', 960, 960],
-  ] as const)('reads %s as %i×%i', (ratio, width, height) => {
-    expect(ratioSize(ratio)).toStrictEqual({ width, height });
-  });
-
-  it('refuses a ratio that is not two positive sizes', () => {
-    expect(() => ratioSize('0:720')).toThrow(/malformed ratio/);
   });
 });
 
@@ -192,25 +179,27 @@ describe('planning refuses sizes that are not whole pixels', () => {
     [4.5, 3],
     [Number.NaN, 3],
     [4, Number.POSITIVE_INFINITY],
-  ])('such as %s×%s', (width, height) => {
-    expect(() => plan(width, height)).toThrow(RangeError);
+  ])('such as %s×%s, naming the size it was given', (width, height) => {
+    const planning = (): PhotoFitPlan => plan(width, height);
+    expect(planning).toThrow(RangeError);
+    expect(planning).toThrow(`image size must be whole pixels, got ${width}x${height}`);
   });
 });
 
 describe('every plan, over photos from 1 px to 20,000 px a side on every model', () => {
-  it(`covers ${PLANS.length} photo sizes`, () => {
-    expect(PLANS.length).toBeGreaterThan(20_000);
+  it('covers more than 20,000 photo sizes', () => {
+    expect(everyPlan().length).toBeGreaterThan(20_000);
   });
 
   it('uses the ratio chooseRatio picks on the displayed size, one the model accepts', () => {
-    const bad = PLANS.filter(
+    const bad = everyPlan().filter(
       ({ width, height, model, fit }) => fit.ratio !== chooseRatio(model, width, height) || !modelSpec(model).ratios.includes(fit.ratio),
     );
     expect(bad).toEqual([]);
   });
 
   it("sends whole pixels within Runway's aspect and side limits", () => {
-    const bad = PLANS.filter(({ fit }) => {
+    const bad = everyPlan().filter(({ fit }) => {
       const aspect = fit.width / fit.height;
       return (
         !Number.isInteger(fit.width) ||
@@ -227,7 +216,7 @@ describe('every plan, over photos from 1 px to 20,000 px a side on every model',
   });
 
   it('is never larger than the photo, nor than its crop (no upscale)', () => {
-    const bad = PLANS.filter(({ width, height, fit }) => {
+    const bad = everyPlan().filter(({ width, height, fit }) => {
       const source = fit.crop ?? { width, height };
       return fit.width > source.width || fit.height > source.height || source.width > width || source.height > height;
     });
@@ -235,7 +224,7 @@ describe('every plan, over photos from 1 px to 20,000 px a side on every model',
   });
 
   it('crops exactly the photos outside the aspect limits, only along their long side, into the limits', () => {
-    const bad = PLANS.filter(({ width, height, fit }) => {
+    const bad = everyPlan().filter(({ width, height, fit }) => {
       const aspect = width / height;
       const outside = aspect < RUNWAY_INPUT_MIN_ASPECT || aspect > RUNWAY_INPUT_MAX_ASPECT;
       if (fit.crop === undefined) return outside;
@@ -247,7 +236,7 @@ describe('every plan, over photos from 1 px to 20,000 px a side on every model',
   });
 
   it('keeps the shape of what it sends (a downscale, not a squeeze)', () => {
-    const bad = PLANS.filter(({ width, height, fit }) => {
+    const bad = everyPlan().filter(({ width, height, fit }) => {
       const source = fit.crop ?? { width, height };
       if (fit.width < 100 || fit.height < 100) return false;
       return Math.abs(Math.log(fit.width / fit.height) - Math.log(source.width / source.height)) >= 0.01;
@@ -256,7 +245,7 @@ describe('every plan, over photos from 1 px to 20,000 px a side on every model',
   });
 
   it('keeps enough pixels to cover the output frame, and no more than the margin beyond it', () => {
-    const downscaled = PLANS.filter(({ width, height, fit }) => {
+    const downscaled = everyPlan().filter(({ width, height, fit }) => {
       const source = fit.crop ?? { width, height };
       return fit.width !== source.width || fit.height !== source.height;
     });
@@ -274,7 +263,7 @@ describe('every plan, over photos from 1 px to 20,000 px a side on every model',
   });
 
   it('stays small enough that even the worst-case JPEG fits a data URI', () => {
-    const bad = PLANS.filter(
+    const bad = everyPlan().filter(
       ({ fit }) =>
         fit.width * fit.height > MAX_SENT_PIXELS || !fitsJpegDataUri(Math.ceil(fit.width * fit.height * WORST_CASE_JPEG_BYTES_PER_PIXEL)),
     );
@@ -282,9 +271,10 @@ describe('every plan, over photos from 1 px to 20,000 px a side on every model',
   });
 
   it('sends at most 1600×1600 (2.56 MP) with the current model table', () => {
-    const largest = Math.max(...PLANS.map(({ fit }) => fit.width * fit.height));
+    const plans = everyPlan();
+    const largest = Math.max(...plans.map(({ fit }) => fit.width * fit.height));
     expect(largest).toBe(1600 * 1600);
-    const longest = Math.max(...PLANS.map(({ fit }) => Math.max(fit.width, fit.height)));
+    const longest = Math.max(...plans.map(({ fit }) => Math.max(fit.width, fit.height)));
     expect(longest).toBe(1980);
   });
 });

@@ -49,6 +49,14 @@ describe('a running task that reports progress', () => {
     expect(poll({ model: 'veo3.1', status: 'RUNNING', progress: 1, elapsedSeconds: 90, polls: 2 })).toBe(5);
   });
 
+  it('is polled at the minimum once progress reaches 1, even when no time seems to have passed', () => {
+    expect(poll({ model: 'veo3.1', status: 'RUNNING', progress: 1, elapsedSeconds: 0, polls: 2 })).toBe(5);
+  });
+
+  it('waits for the typical finish when no time seems to have passed (clock skew), whatever the progress', () => {
+    expect(poll({ model: 'gen4_turbo', status: 'RUNNING', progress: 0.5, elapsedSeconds: 0, polls: 1 })).toBe(45);
+  });
+
   it('is polled at most at the maximum when progress is slow', () => {
     expect(poll({ model: 'gen4_turbo', status: 'RUNNING', progress: 0.1, elapsedSeconds: 50, polls: 1 })).toBe(60);
   });
@@ -115,6 +123,10 @@ describe('a task close to its timeout', () => {
   it('is still polled no sooner than the minimum', () => {
     expect(poll({ model: 'gen4_turbo', status: 'THROTTLED', elapsedSeconds: 599, polls: 12, timeoutSeconds: 600 })).toBe(5);
     expect(poll({ model: 'gen4_turbo', status: 'THROTTLED', elapsedSeconds: 700, polls: 12, timeoutSeconds: 600 })).toBe(5);
+  });
+
+  it.each([Number.NaN, Number.POSITIVE_INFINITY])('is unaffected by a timeout of %d', (timeoutSeconds) => {
+    expect(poll({ model: 'gen4_turbo', status: 'PENDING', elapsedSeconds: 10, polls: 0, timeoutSeconds })).toBe(35);
   });
 
   it('is unaffected while the timeout is far away', () => {

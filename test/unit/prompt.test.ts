@@ -78,6 +78,16 @@ describe('a prompt over the limit', () => {
     expect(preparePrompt('gen4_turbo', prompt).text).toBe('a'.repeat(900));
   });
 
+  it('is cut at a space exactly 200 units back from the limit', () => {
+    const prompt = `${'a'.repeat(800)} ${'b'.repeat(300)}`;
+    expect(preparePrompt('gen4_turbo', prompt).text).toBe('a'.repeat(800));
+  });
+
+  it('drops every space before the cut, not only the one it cuts at', () => {
+    const prompt = `${'a'.repeat(900)}   ${'b'.repeat(200)}`;
+    expect(preparePrompt('gen4_turbo', prompt).text).toBe('a'.repeat(900));
+  });
+
   it('is cut hard at 1000 when the last space is further back than 200 units', () => {
     const prompt = `${'a'.repeat(700)} ${'b'.repeat(700)}`;
     expect(preparePrompt('gen4_turbo', prompt).text).toBe(`${'a'.repeat(700)} ${'b'.repeat(299)}`);
@@ -93,6 +103,14 @@ describe('a prompt over the limit', () => {
     const text = preparePrompt('gen4_turbo', prompt).text ?? '';
     expect(text).toBe('a'.repeat(999));
     expect(hasLoneSurrogate(text)).toBe(false);
+  });
+
+  it.each([
+    ['U+10000', '\u{10000}'],
+    ['U+10FFFF', '\u{10FFFF}'],
+  ])('drops the first or last character of the astral planes (%s) when the limit would split it', (_label, character) => {
+    const prompt = `${'a'.repeat(999)}${character}${'c'.repeat(50)}`;
+    expect(preparePrompt('gen4_turbo', prompt).text).toBe('a'.repeat(999));
   });
 
   it('keeps an emoji that ends exactly at the limit', () => {

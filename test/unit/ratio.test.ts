@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { RUNWAY_MODELS, type RunwayModel } from '../../lib/config.js';
 import { modelSpec } from '../../lib/decide/models.js';
-import { chooseRatio, displayedSize } from '../../lib/decide/ratio.js';
+import { chooseRatio, displayedSize, ratioSize } from '../../lib/decide/ratio.js';
 import { readImageInfo } from '../../lib/media/image-info.js';
 import { jpeg, type ByteOrder } from '../support/images.js';
 
@@ -88,8 +88,24 @@ describe('choosing the video ratio from the displayed photo size', () => {
     [-4, 3],
     [Number.NaN, 3],
     [4, Number.POSITIVE_INFINITY],
-  ])('refuses a size of %s×%s', (width, height) => {
-    expect(() => chooseRatio('gen4_turbo', width, height)).toThrow(RangeError);
+  ])('refuses a size of %s×%s, naming it', (width, height) => {
+    const choosing = (): string => chooseRatio('gen4_turbo', width, height);
+    expect(choosing).toThrow(RangeError);
+    expect(choosing).toThrow(`image size must be positive, got ${width}x${height}`);
+  });
+});
+
+describe('reading an output ratio as a pixel size', () => {
+  it.each([
+    ['1584:672', 1584, 672],
+    ['720:1280', 720, 1280],
+    ['960:960', 960, 960],
+  ] as const)('reads %s as %i×%i', (ratio, width, height) => {
+    expect(ratioSize(ratio)).toStrictEqual({ width, height });
+  });
+
+  it.each(['0:720', '720:0', '-1280:720'] as const)('refuses %s, which is not two positive sizes', (ratio) => {
+    expect(() => ratioSize(ratio)).toThrow(`malformed ratio ${ratio}`);
   });
 });
 

@@ -14,4 +14,7 @@ RUN mkdir -p /data && chown node:node /data
 VOLUME /data
 EXPOSE 3000
 USER node
-CMD ["npx", "tsx", "dev/start.ts"]
+# Unhealthy once no cron tick has completed for three intervals (GET /healthz answers 503).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=2 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+CMD ["node", "--import", "tsx", "dev/start.ts"]

@@ -8,7 +8,7 @@ import { createDeps } from '../lib/runtime.js';
 import { startLocalQStash, type LocalQStash, type LocalQStashFaults } from './local-qstash.js';
 import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/index.js';
 import { demoItems, seedSandbox, type SeedItem } from './sandbox/seed.js';
-import { startWorkerServer, type WorkerServer } from './worker-server.js';
+import { startWorkerServer, type Health, type WorkerServer } from './worker-server.js';
 
 /**
  * The local runtime behind `npm start` (design §7): the three handlers on one port, an
@@ -38,6 +38,28 @@ export function localModeOf(env: Env): LocalMode {
   throw new Error(
     `Set both NEXT_API_URL and RUNWAY_API_KEY (self-hosted mode) or neither (demo mode); only ${app ? 'NEXT_API_URL' : 'RUNWAY_API_KEY'} is set.`,
   );
+}
+
+/** Unhealthy once no cron tick has completed for this many intervals (counted from start before the first). */
+export const UNHEALTHY_AFTER_INTERVALS = 3;
+
+interface TickState {
+  readonly startedAt: number;
+  lastCompletedAt: number | undefined;
+  /** 0 while no ticker runs: nothing to fall behind. */
+  intervalMs: number;
+}
+
+function tickHealth(ticks: TickState, nowMs: number): Health {
+  const since = ticks.lastCompletedAt ?? ticks.startedAt;
+  const ok = ticks.intervalMs === 0 || nowMs - since <= UNHEALTHY_AFTER_INTERVALS * ticks.intervalMs;
+  return {
+    ok,
+    last_tick_at: ticks.lastCompletedAt === undefined ? null : new Date(ticks.lastCompletedAt).toISOString(),
+    seconds_since_tick: Math.round((nowMs - since) / 100) / 10,
+    tick_interval_seconds: ticks.intervalMs / 1000,
+    ...(ok ? {} : { detail: `no cron tick has completed for ${UNHEALTHY_AFTER_INTERVALS} intervals` }),
+  };
 }
 
 export interface LocalRuntimeOptions {
@@ -121,10 +143,15 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
 
     // The server must listen before the config exists: its URL is the callback base.
     const holder: { deps?: Deps } = {};
-    const server: WorkerServer = await startWorkerServer(() => {
-      if (!holder.deps) throw new Error('worker is starting');
-      return holder.deps;
-    }, options.port ?? Number(env.PORT ?? 3000));
+    const ticks = { startedAt: Date.now(), lastCompletedAt: undefined as number | undefined, intervalMs: 0 };
+    const server: WorkerServer = await startWorkerServer(
+      () => {
+        if (!holder.deps) throw new Error('worker is starting');
+        return holder.deps;
+      },
+      options.port ?? Number(env.PORT ?? 3000),
+      () => tickHealth(ticks, Date.now()),
+    );
     closers.push(() => server.close());
 
     const cronSecret = present(env.CRON_SECRET) ? env.CRON_SECRET : randomBytes(18).toString('base64url');
@@ -172,12 +199,16 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
         if (running) return;
         running = true;
         runCron()
+          .then(() => {
+            ticks.lastCompletedAt = Date.now();
+          })
           .catch((error: unknown) => ready.log.error({ err: String(error) }, 'local cron tick failed'))
           .finally(() => {
             running = false;
           });
       };
-      const timer = setInterval(tick, config.localCronSeconds * 1000);
+      ticks.intervalMs = config.localCronSeconds * 1000;
+      const timer = setInterval(tick, ticks.intervalMs);
       setImmediate(tick);
       closers.push(() => {
         clearInterval(timer);

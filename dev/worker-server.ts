@@ -59,10 +59,21 @@ export interface WorkerServer {
   close(): Promise<void>;
 }
 
-export async function startWorkerServer(getDeps: () => Deps, port = 0): Promise<WorkerServer> {
+/** What `GET /healthz` answers: 200 while `ok`, 503 otherwise (a container HEALTHCHECK). */
+export interface Health {
+  readonly ok: boolean;
+  readonly [detail: string]: unknown;
+}
+
+export async function startWorkerServer(getDeps: () => Deps, port = 0, health?: () => Health): Promise<WorkerServer> {
   let origin = 'http://127.0.0.1';
   const server = http.createServer((req, res) => {
     const path = new URL(req.url ?? '/', origin).pathname;
+    if (path === '/healthz' && health && (req.method === 'GET' || req.method === 'HEAD')) {
+      const state = health();
+      void send(res, Response.json(state, { status: state.ok ? 200 : 503 }));
+      return;
+    }
     const handler = ROUTES[path]?.[req.method ?? 'GET'];
     const answer = async (): Promise<void> => {
       if (!ROUTES[path]) return send(res, Response.json({ error: 'not found' }, { status: 404 }));

@@ -56,18 +56,18 @@ async function photoUrl(deps: Deps, storagePath: string): Promise<string> {
 }
 
 /** The prepared JPEG as a data URI: preparation keeps every photo within Runway's limit for one. */
-function dataUriOf(photo: Uint8Array<ArrayBuffer>, mime: string): string {
+export function dataUriOf(photo: Uint8Array<ArrayBuffer>, mime: string): string {
   return `data:${mime};base64,${Buffer.from(photo.buffer, photo.byteOffset, photo.byteLength).toString('base64')}`;
 }
 
 /** Builds the create body for the model: only the fields that model accepts (contract §2.1). */
-function buildCreateBody(
-  deps: Deps,
+export function buildCreateBody(
   model: RunwayModel,
   promptImage: string,
   ratio: string,
   duration: number,
   promptText: string | undefined,
+  audio: boolean,
 ): CreateTaskBody {
   return {
     model,
@@ -75,7 +75,7 @@ function buildCreateBody(
     ratio,
     duration,
     ...(promptText === undefined ? {} : { promptText }),
-    ...(MODEL_SPECS[model].supportsAudio ? { audio: deps.config.runwayAudio } : {}),
+    ...(MODEL_SPECS[model].supportsAudio ? { audio } : {}),
   };
 }
 
@@ -89,6 +89,13 @@ export async function prepareGeneration(deps: Deps, source: GenerationSource): P
     { item_id: source.itemId, step: 'photo', original: prepared.original, sent: prepared.sent, cropped: prepared.cropped, resized: prepared.resized },
     'photo prepared',
   );
-  const body = buildCreateBody(deps, source.model, dataUriOf(prepared.bytes, prepared.mime), prepared.ratio, source.duration, source.promptText);
+  const body = buildCreateBody(
+    source.model,
+    dataUriOf(prepared.bytes, prepared.mime),
+    prepared.ratio,
+    source.duration,
+    source.promptText,
+    deps.config.runwayAudio,
+  );
   return { body, ratio: prepared.ratio, photo };
 }

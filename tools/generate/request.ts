@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { CreateTaskBody, Runway } from '../../lib/clients/runway.js';
 import type { RunwayModel } from '../../lib/config.js';
 import { chooseDuration, FRAMES_PER_SECOND, type DurationChoice } from '../../lib/decide/duration.js';
-import { MODEL_SPECS } from '../../lib/decide/models.js';
+import { buildCreateBody, dataUriOf } from '../../lib/steps/generation.js';
 import { DEFAULT_PROMPT, preparePrompt, type PreparedPrompt } from '../../lib/decide/prompt.js';
 import type { PreparedSource } from './photo.js';
 
@@ -25,7 +25,7 @@ export interface PlannedRequest {
 async function promptImageOf(runway: Runway, source: PreparedSource, imageName: string): Promise<string> {
   const { bytes, mime } = source.prepared;
   if (source.via === 'upload') return runway.uploadEphemeral(`${path.parse(imageName).name}.jpg`, bytes, mime);
-  return `data:${mime};base64,${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')}`;
+  return dataUriOf(bytes, mime);
 }
 
 /** The create body the worker would send for this photo: only the fields the model accepts (contract §2.1). */
@@ -34,13 +34,7 @@ export async function planRequest(runway: Runway, source: PreparedSource, imageN
   // The worker reads durations as frame counts at 24 fps (design §3).
   const duration = chooseDuration(model, choices.durationSeconds === undefined ? undefined : choices.durationSeconds * FRAMES_PER_SECOND);
   const prompt = preparePrompt(model, choices.prompt ?? DEFAULT_PROMPT);
-  const body: CreateTaskBody = {
-    model,
-    promptImage: await promptImageOf(runway, source, imageName),
-    ratio: source.prepared.ratio,
-    duration: duration.seconds,
-    ...(prompt.text === undefined ? {} : { promptText: prompt.text }),
-    ...(MODEL_SPECS[model].supportsAudio ? { audio: choices.audio } : {}),
-  };
+  const promptImage = await promptImageOf(runway, source, imageName);
+  const body = buildCreateBody(model, promptImage, source.prepared.ratio, duration.seconds, prompt.text, choices.audio);
   return { body, duration, prompt };
 }

@@ -23,6 +23,28 @@ const EARLY_ANSWER_GRACE_MS = 1_000;
 /** App photos can be up to 20 MB (contract §2.2). */
 export const PHOTO_MAX_BYTES = 20 * 1024 * 1024;
 
+/**
+ * A signal that aborts after `ms`, or when `parent` does, with a `TimeoutError` reason for
+ * the timeout. Its own timer holds the controller: a signal from `AbortSignal.timeout` that
+ * only an `AbortSignal.any` refers to can be garbage collected before it fires, and the
+ * timeout with it (a transfer that never ends). The timer does not keep the process alive.
+ */
+function deadlineSignal(ms: number, parent?: AbortSignal): { readonly signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException(`timed out after ${ms} ms`, 'TimeoutError')), ms);
+  timer.unref();
+  const onParentAbort = (): void => controller.abort(parent?.reason);
+  if (parent?.aborted) onParentAbort();
+  else parent?.addEventListener('abort', onParentAbort, { once: true });
+  return {
+    signal: controller.signal,
+    clear: () => {
+      clearTimeout(timer);
+      parent?.removeEventListener('abort', onParentAbort);
+    },
+  };
+}
+
 /** A timeout as a person reads it: whole seconds, or milliseconds under one second. */
 function spanText(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
@@ -38,7 +60,8 @@ async function fetchWithTimeout(
   try {
     return await fetch(url, {
       redirect: 'error',
-      signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
+      // Not cleared: the timeout covers the body, which the caller reads after this returns.
+      signal: deadlineSignal(timeoutMs, signal).signal,
       ...(headers === undefined ? {} : { headers }),
     });
   } catch (error) {
@@ -336,7 +359,8 @@ export async function putStream(
   const expected = options.contentLength;
   const headers: Record<string, string | number> = { 'content-type': 'video/mp4' };
   if (expected !== undefined) headers['content-length'] = expected;
-  const signal = AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)]);
+  const deadline = deadlineSignal(options.timeoutMs, options.signal);
+  const { signal } = deadline;
 
   const request = transport.request(target, { method: 'PUT', headers, signal });
   const storage = watchAnswer(request);
@@ -366,6 +390,7 @@ export async function putStream(
     if (early && early.status >= 400) return { ...early, bytes: sentBytes() };
     throw failureOf(first.failure);
   } finally {
+    deadline.clear();
     source.destroy();
     request.destroy();
   }

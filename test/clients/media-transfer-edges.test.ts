@@ -1,5 +1,7 @@
 import net from 'node:net';
 import { Readable } from 'node:stream';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { downloadPhoto, interpretUploadAnswer, NOT_VIDEO, openOutput, PHOTO_MAX_BYTES, putStream } from '../../lib/clients/media-transfer.js';
@@ -354,5 +356,38 @@ describe('a streamed upload that goes wrong', () => {
     expect(answer.body.length).toBeGreaterThanOrEqual(64 * 1024);
     expect(answer.body.length).toBeLessThan(300 * 1024);
     expect(answer.body.startsWith('{"statusCode":"400","error":"InvalidRequest"')).toBe(true);
+  });
+});
+
+describe('a transfer timeout, after a garbage collection', () => {
+  // Node 20 collects an AbortSignal.timeout that only an AbortSignal.any refers to, and its
+  // timer with it: the transfer would then wait for ever. The worker's deadlines own their timer.
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  /** A full collection once the transfer is under way (its request sent, waiting for an answer). */
+  const collectGarbage = async (): Promise<void> => {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    gc();
+  };
+
+  it('still ends an upload that storage never answers', async () => {
+    const server = await serveScript(neverAnswer);
+    const controller = new AbortController();
+
+    const pending = upstreamErrorOf(
+      putStream(`${server.url}/upload`, Readable.from([Buffer.from('0123456789')]), { contentLength: 10, timeoutMs: 300, signal: controller.signal }),
+    );
+    await collectGarbage();
+
+    expect(await pending).toMatchObject({ message: 'storage: upload timed out after 10 bytes', retryable: true });
+  });
+
+  it('still ends a photo download that never answers', async () => {
+    const server = await serveScript(neverAnswer);
+
+    const pending = upstreamErrorOf(downloadPhoto(`${server.url}/photo.jpg`, { timeoutMs: 300 }));
+    await collectGarbage();
+
+    expect(await pending).toMatchObject({ code: 'timeout', retryable: true });
   });
 });

@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.vercel/', '.data/', '.scratch/', 'coverage/', 'public/'] },
+  { ignores: ['node_modules/', '.vercel/', '.data/', '.scratch/', 'coverage/', 'public/', 'dist/', 'reports/', '.stryker-tmp/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -1,11 +1,12 @@
-import { Client, QstashError, Receiver } from '@upstash/qstash';
+import type { Client, Receiver } from '@upstash/qstash';
 import { UpstreamError } from '../errors.js';
 import { QSTASH_RETRIES } from '../steps/messages.js';
 
 /**
  * QStash (contract §3): delayed, deduplicated messages to our own endpoints, and
  * signature checks on what it delivers. The SDK retries network errors itself; we add
- * no retry layer on top.
+ * no retry layer on top. The SDK is imported on first use: a cron run that finds nothing to
+ * do (most of them) neither publishes nor verifies, and never pays its load time or memory.
  */
 
 export interface QueueOptions {
@@ -48,24 +49,36 @@ export function deduplicationId(...parts: (string | number)[]): string {
   return parts.map((part) => String(part).replace(/[^A-Za-z0-9_.-]/g, '_')).join('-');
 }
 
+interface Sdk {
+  readonly client: Client;
+  readonly receiver: Receiver;
+  readonly statusOf: (error: unknown) => number | undefined;
+}
+
 export function createQueue(options: QueueOptions): Queue {
-  const client = new Client({
-    baseUrl: options.qstashUrl,
-    token: options.token,
-    devMode: false,
-    enableTelemetry: false,
-  });
-  const receiver = new Receiver({
-    currentSigningKey: options.currentSigningKey,
-    nextSigningKey: options.nextSigningKey,
-    devMode: false,
-  });
+  let loading: Promise<Sdk> | undefined;
+  const sdk = (): Promise<Sdk> =>
+    (loading ??= import('@upstash/qstash').then(({ Client, QstashError, Receiver }) => ({
+      client: new Client({
+        baseUrl: options.qstashUrl,
+        token: options.token,
+        devMode: false,
+        enableTelemetry: false,
+      }),
+      receiver: new Receiver({
+        currentSigningKey: options.currentSigningKey,
+        nextSigningKey: options.nextSigningKey,
+        devMode: false,
+      }),
+      statusOf: (error) => (error instanceof QstashError ? error.status : undefined),
+    })));
   const callbackUrl = (path: string): string => `${options.workerBaseUrl}${path}`;
 
   return {
     callbackUrl,
 
     async publish(request) {
+      const { client, statusOf } = await sdk();
       try {
         const answer = await client.publishJSON({
           url: callbackUrl(request.path),
@@ -80,7 +93,7 @@ export function createQueue(options: QueueOptions): Queue {
         });
         return { messageId: answer.messageId, deduplicated: answer.deduplicated === true };
       } catch (error) {
-        const status = error instanceof QstashError ? error.status : undefined;
+        const status = statusOf(error);
         throw new UpstreamError('qstash', `qstash: publish to ${request.path} failed${status ? ` (${status})` : ''}`, {
           status,
           retryable: status === undefined || status === 429 || status >= 500,
@@ -91,6 +104,7 @@ export function createQueue(options: QueueOptions): Queue {
 
     async verify(signature, rawBody, requestUrl) {
       if (!signature) return false;
+      const { receiver } = await sdk();
       const urls = new Set([callbackUrl(requestUrl.pathname + requestUrl.search), requestUrl.href]);
       for (const url of urls) {
         try {
@@ -103,11 +117,12 @@ export function createQueue(options: QueueOptions): Queue {
     },
 
     async checkToken() {
+      const { client, statusOf } = await sdk();
       try {
         await client.schedules.list();
         return { ok: true, detail: 'token accepted' };
       } catch (error) {
-        const status = error instanceof QstashError ? error.status : undefined;
+        const status = statusOf(error);
         return status ? { ok: false, detail: `QStash answered ${status}`, status } : { ok: false, detail: 'QStash unreachable' };
       }
     },

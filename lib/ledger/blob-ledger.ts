@@ -16,6 +16,7 @@ import {
   put,
 } from '@vercel/blob';
 import { PermanentError, UpstreamError } from '../errors.js';
+import { assertReadWriteToken } from './blob-token.js';
 import {
   factPath,
   itemPrefix,
@@ -65,13 +66,7 @@ export interface BlobLedgerOptions {
 export function createBlobLedger(options: BlobLedgerOptions): Ledger {
   const { token } = options;
   const timeoutMs = options.requestTimeoutMs ?? DEFAULT_BLOB_REQUEST_TIMEOUT_MS;
-  if (!/^vercel_blob_rw_[^_]+_./.test(token)) {
-    // The SDK derives the store host for reads from the token's fourth `_` field.
-    throw new PermanentError(
-      'ledger',
-      'BLOB_READ_WRITE_TOKEN is not a read-write token (vercel_blob_rw_<store>_<secret>)',
-    );
-  }
+  assertReadWriteToken(token);
 
   /**
    * Aborts through an AbortController on purpose: the SDK stops its retry loop only on an

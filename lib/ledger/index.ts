@@ -1,4 +1,4 @@
-import { createBlobLedger } from './blob-ledger.js';
+import { assertReadWriteToken } from './blob-token.js';
 import { createDirLedger } from './dir-ledger.js';
 import type { Ledger } from './ledger.js';
 
@@ -12,9 +12,30 @@ export interface LedgerOptions {
 /** Vercel Blob when a token is configured, else a local directory (design §4). */
 export function createLedger(options: LedgerOptions): Ledger {
   const token = options.blobToken?.trim();
-  return token ? createBlobLedger({ token }) : createDirLedger({ dir: options.ledgerDir });
+  return token ? loadOnFirstUse(token) : createDirLedger({ dir: options.ledgerDir });
 }
 
-export { BLOB_ADVANCED_OPS_PER_VIDEO, SLOT_LISTS_PER_CRON_RUN, createBlobLedger, type BlobLedgerOptions } from './blob-ledger.js';
+/**
+ * The Blob ledger, with Vercel Blob's SDK (and the undici it brings, ~15 MB resident)
+ * imported on the first call rather than at start: a self-hosted server keeping its ledger
+ * in a directory never loads it.
+ */
+function loadOnFirstUse(token: string): Ledger {
+  assertReadWriteToken(token);
+  let loading: Promise<Ledger> | undefined;
+  const ledger = (): Promise<Ledger> => (loading ??= import('./blob-ledger.js').then(({ createBlobLedger }) => createBlobLedger({ token })));
+  return {
+    latest: async (itemId) => (await ledger()).latest(itemId),
+    read: async (key) => (await ledger()).read(key),
+    claim: async (key, fact, value) => (await ledger()).claim(key, fact, value),
+    check: async () => (await ledger()).check(),
+    markSlot: async (key, model) => (await ledger()).markSlot(key, model),
+    releaseSlot: async (key, model) => (await ledger()).releaseSlot(key, model),
+    markThrottled: async (model) => (await ledger()).markThrottled(model),
+    clearThrottled: async (model) => (await ledger()).clearThrottled(model),
+    slots: async (sinceMs) => (await ledger()).slots(sinceMs),
+  };
+}
+
 export { createDirLedger, type DirLedgerOptions } from './dir-ledger.js';
 export * from './ledger.js';

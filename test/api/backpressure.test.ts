@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { allReported } from '../../dev/demo-report.js';
+import { allReported } from '../../sandbox/demo/report.js';
 import type { Job } from '../../lib/steps/messages.js';
 import { pollJobs, waitForTaskStatus } from '../support/flow.js';
 import {

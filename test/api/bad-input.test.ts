@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { SandboxFaults } from '../../dev/sandbox/index.js';
-import { sampleVideo } from '../../dev/sandbox/runway-output.js';
-import { readFixture } from '../../dev/sandbox/seed.js';
+import type { SandboxFaults } from '../../sandbox/index.js';
+import { sampleVideo } from '../../sandbox/runway-output.js';
+import { readFixture } from '../../sandbox/seed.js';
 import { DEFAULT_PROMPT } from '../../lib/decide/prompt.js';
 import type { Timeouts } from '../../lib/deps.js';
 import { MAX_TRANSIENT_FAILURES } from '../../lib/steps/submit-task.js';

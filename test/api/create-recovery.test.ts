@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { readFixture } from '../../dev/sandbox/seed.js';
+import { readFixture } from '../../sandbox/seed.js';
 import type { JobKey } from '../../lib/ledger/ledger.js';
 import { LEASE_CONCURRENCY } from '../../lib/steps/cron-poll.js';
 import { pollMessageSchema } from '../../lib/steps/messages.js';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { readFixture } from '../../dev/sandbox/seed.js';
+import { readFixture } from '../../sandbox/seed.js';
 import { parseConfig } from '../../lib/config.js';
 import { handleCronGet } from '../../lib/handlers/cron-poll.js';
 import { createDeps } from '../../lib/runtime.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CDN_ERROR_PAGE } from '../../dev/sandbox/runway-output.js';
+import { CDN_ERROR_PAGE } from '../../sandbox/runway-output.js';
 import type { UploadMessage } from '../../lib/steps/messages.js';
 import { describeRequest, readyToUpload } from '../support/flow.js';
 import { closeHarnesses, WORKER_ID } from '../support/harness.js';

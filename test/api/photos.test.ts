@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ReceivedImage } from '../../dev/sandbox/runway-image-check.js';
-import { readFixture } from '../../dev/sandbox/seed.js';
+import type { ReceivedImage } from '../../sandbox/runway-image-check.js';
+import { readFixture } from '../../sandbox/seed.js';
 import { finishedUpload } from '../support/flow.js';
 import { closeHarnesses, seedItem, startHarness, type Harness } from '../support/harness.js';
 import { decode, grainyPixels, phoneJpeg } from '../support/photos.js';

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sampleVideo } from '../../dev/sandbox/runway-output.js';
+import { sampleVideo } from '../../sandbox/runway-output.js';
 import { throttledPath } from '../../lib/ledger/ledger.js';
 import { pollMessageSchema, uploadMessageSchema, type Job } from '../../lib/steps/messages.js';
 import { closeExtraWorkers, startExtraWorker } from '../support/extra-worker.js';

@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startLocalQStash, type LocalQStash } from '../../dev/local-qstash.js';
-import { DEV_QSTASH } from '../../dev/local-runtime.js';
+import { startLocalQStash, type LocalQStash } from '../../server/local-qstash.js';
+import { DEV_QSTASH } from '../../server/runtime.js';
 import { createQueue, type Queue, type QueueOptions } from '../../lib/clients/queue.js';
 import { UpstreamError } from '../../lib/errors.js';
 import { QSTASH_RETRIES } from '../../lib/steps/messages.js';

@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sampleVideo } from '../../dev/sandbox/runway-output.js';
+import { sampleVideo } from '../../sandbox/runway-output.js';
 import { reportSettleMs } from '../../lib/deps.js';
 import { factPath, type JobKey } from '../../lib/ledger/ledger.js';
 import { reportRoundKey } from '../../lib/steps/report.js';

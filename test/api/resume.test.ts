@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { sampleVideo } from '../../dev/sandbox/runway-output.js';
-import { readFixture } from '../../dev/sandbox/seed.js';
+import { sampleVideo } from '../../sandbox/runway-output.js';
+import { readFixture } from '../../sandbox/seed.js';
 import type { JobKey } from '../../lib/ledger/ledger.js';
 import { pollMessageSchema, uploadMessageSchema, type Job } from '../../lib/steps/messages.js';
 import { SUBMIT_STALE_MS, submitTask, type SubmitOutcome } from '../../lib/steps/submit-task.js';

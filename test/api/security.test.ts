@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readFixture } from '../../dev/sandbox/seed.js';
+import { readFixture } from '../../sandbox/seed.js';
 import { downloadPhoto, openOutput, putStream } from '../../lib/clients/media-transfer.js';
 import { parseConfig } from '../../lib/config.js';
 import { PermanentError, UpstreamError } from '../../lib/errors.js';

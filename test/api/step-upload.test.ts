@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
+import type { RecordedRequest } from '../../sandbox/http-util.js';
 import { describeRequest, readyToUpload, type ReadyToUpload as Ready } from '../support/flow.js';
 import {
   RUNWAY_AUTH,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { sampleVideo } from '../../dev/sandbox/runway-output.js';
+import { sampleVideo } from '../../sandbox/runway-output.js';
 import type { JobKey } from '../../lib/ledger/ledger.js';
 import { closeExtraWorkers, startExtraWorker, type ExtraWorker } from '../support/extra-worker.js';
 import { closeStandIns, startSocketTrap, startStandIn, type StandInOptions } from '../support/extra-stand-in.js';

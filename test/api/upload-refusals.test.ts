@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
+import type { RecordedRequest } from '../../sandbox/http-util.js';
 import type { Deps } from '../../lib/deps.js';
 import { handleStepUpload } from '../../lib/handlers/step-upload.js';
 import type { UploadMessage } from '../../lib/steps/messages.js';

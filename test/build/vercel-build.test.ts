@@ -8,10 +8,10 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startLocalQStash, type LocalMessage, type LocalQStash } from '../../dev/local-qstash.js';
-import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
-import { startSandbox, type Sandbox } from '../../dev/sandbox/index.js';
-import { seedSandbox } from '../../dev/sandbox/seed.js';
+import { startLocalQStash, type LocalMessage, type LocalQStash } from '../../server/local-qstash.js';
+import type { RecordedRequest } from '../../sandbox/http-util.js';
+import { startSandbox, type Sandbox } from '../../sandbox/index.js';
+import { seedSandbox } from '../../sandbox/seed.js';
 import { pollMessageSchema, uploadMessageSchema, type Job } from '../../lib/steps/messages.js';
 import { DEMO_KEYS, RUNWAY_AUTH, WORKER_AUTH, WORKER_ID, answerOf, seedItem, until, type Answer } from '../support/harness.js';
 import { mintQStashJwt } from '../support/qstash-jwt.js';
@@ -48,6 +48,10 @@ describe('vercel build of a copy of the project, offline with the pinned CLI', (
     expect(built().log).toMatch(/Build Completed/);
   });
 
+  it('leaves the self-hosted server\'s `npm run build` out of the Vercel build', () => {
+    expect(built().log).not.toMatch(/npm run build/);
+  });
+
   it.each(FUNCTIONS)('emits the %s function with its maxDuration, for the Node launcher', async (name) => {
     const raw = await readFile(path.join(functionDir(name), '.vc-config.json'), 'utf8');
     const config = vcConfig.parse(JSON.parse(raw));
@@ -66,7 +70,7 @@ describe('vercel build of a copy of the project, offline with the pinned CLI', (
   it('publishes no source files as static assets', () => {
     const staticDir = path.join(built().output, 'static');
     expect(existsSync(path.join(staticDir, 'lib'))).toBe(false);
-    expect(existsSync(path.join(staticDir, 'dev'))).toBe(false);
+    for (const folder of ['server', 'sandbox', 'tools', 'test']) expect(existsSync(path.join(staticDir, folder))).toBe(false);
     expect(existsSync(path.join(staticDir, 'package.json'))).toBe(false);
   });
 
@@ -85,7 +89,7 @@ describe('vercel build of a copy of the project, offline with the pinned CLI', (
 
   it('prepares a photo from the cron-poll bundle alone, with the libvips it ships', async () => {
     const dir = functionDir('cron-poll');
-    const fixture = path.join(PROJECT_ROOT, 'dev/sandbox/fixtures/portrait-exif6.jpg');
+    const fixture = path.join(PROJECT_ROOT, 'sandbox/fixtures/portrait-exif6.jpg');
     const script = `
       import { readFileSync } from 'node:fs';
       const { preparePhoto } = await import(${JSON.stringify(pathToFileURL(path.join(dir, 'lib/media/prepare-photo.js')).href)});

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkInvariants, runChaos, type ChaosFigures } from '../../dev/chaos/run-chaos.js';
+import { checkInvariants, runChaos, type ChaosFigures } from '../../tools/chaos/run-chaos.js';
 
 const ITEMS = 40;
 const SEED = 7;

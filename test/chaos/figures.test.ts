@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { figuresOf, formatFigures, REQUIRED_FIGURES, type ChaosObservation } from '../../dev/chaos/figures.js';
-import { checkInvariants } from '../../dev/chaos/invariants.js';
-import type { LeaseSample } from '../../dev/chaos/lease-watch.js';
-import type { ReportRecord, WorkItem } from '../../dev/sandbox/app-api.js';
-import type { SandboxRunwayTask } from '../../dev/sandbox/runway.js';
-import type { StoredObject } from '../../dev/sandbox/storage.js';
+import { figuresOf, formatFigures, REQUIRED_FIGURES, type ChaosObservation } from '../../tools/chaos/figures.js';
+import { checkInvariants } from '../../tools/chaos/invariants.js';
+import type { LeaseSample } from '../../tools/chaos/lease-watch.js';
+import type { ReportRecord, WorkItem } from '../../sandbox/app-api.js';
+import type { SandboxRunwayTask } from '../../sandbox/runway.js';
+import type { StoredObject } from '../../sandbox/storage.js';
 
 const A = '11111111-1111-4111-8111-111111111111';
 const B = '22222222-2222-4222-8222-222222222222';

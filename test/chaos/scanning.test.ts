@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { classifyFailure } from '../../dev/chaos/classify.js';
-import { chaosItems, itemIdOfPrompt } from '../../dev/chaos/items.js';
-import { createLeakScanner, urlCredentials } from '../../dev/chaos/leaks.js';
-import { createRng } from '../../dev/sandbox/random.js';
+import { classifyFailure } from '../../tools/chaos/classify.js';
+import { chaosItems, itemIdOfPrompt } from '../../tools/chaos/items.js';
+import { createLeakScanner, urlCredentials } from '../../tools/chaos/leaks.js';
+import { createRng } from '../../sandbox/random.js';
 
 const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJ1cmwiOiJ2aWRlb3MvYS5tcDQifQ.c2lnbmF0dXJlLXZhbHVl';
 

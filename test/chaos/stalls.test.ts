@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { createLeaseWatch, heldMsBetween, leaseSpansOf, leaseStarts } from '../../dev/chaos/lease-watch.js';
-import { stallThresholdMs } from '../../dev/chaos/stalls.js';
-import type { WorkItem } from '../../dev/sandbox/app-api.js';
+import { createLeaseWatch, heldMsBetween, leaseSpansOf, leaseStarts } from '../../tools/chaos/lease-watch.js';
+import { stallThresholdMs } from '../../tools/chaos/stalls.js';
+import type { WorkItem } from '../../sandbox/app-api.js';
 
 const CHAOS_SETTINGS = { leaseSeconds: 15, pollMaxSeconds: 60, heartbeatIntervalSeconds: 3, timeScale: 0.03, deliveryJitterMs: 5_000 };
 

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADVANCED_OPERATIONS, startBlobFake, type BlobFake } from '../../dev/blob-fake.js';
-import { allReported } from '../../dev/demo-report.js';
-import { startLocalRuntime, type LocalRuntime } from '../../dev/local-runtime.js';
+import { ADVANCED_OPERATIONS, startBlobFake, type BlobFake } from '../../sandbox/blob-fake.js';
+import { allReported } from '../../sandbox/demo/report.js';
+import { startLocalRuntime, type LocalRuntime } from '../../sandbox/demo/local-runtime.js';
 import { BLOB_ADVANCED_OPS_PER_VIDEO } from '../../lib/ledger/blob-ledger.js';
 import { until } from '../support/wait.js';
 

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { allReported, demoRows, formatPhotoTable, formatTable, photoRows } from '../../dev/demo-report.js';
-import { startLocalRuntime, type LocalRuntime } from '../../dev/local-runtime.js';
+import { allReported, demoRows, formatPhotoTable, formatTable, photoRows } from '../../sandbox/demo/report.js';
+import { startLocalRuntime, type LocalRuntime } from '../../sandbox/demo/local-runtime.js';
 import { until } from '../support/wait.js';
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');

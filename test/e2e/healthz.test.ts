@@ -2,7 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startLocalRuntime, UNHEALTHY_AFTER_INTERVALS, type LocalRuntime } from '../../dev/local-runtime.js';
+import { startLocalRuntime, type LocalRuntime } from '../../sandbox/demo/local-runtime.js';
+import { UNHEALTHY_AFTER_INTERVALS } from '../../server/runtime.js';
 import { silentLogger } from '../support/harness.js';
 
 /**

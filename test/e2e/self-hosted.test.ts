@@ -3,17 +3,34 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEV_QSTASH } from '../../dev/local-runtime.js';
-import { startLocalQStash, type LocalQStash } from '../../dev/local-qstash.js';
-import { startSandbox, type Sandbox } from '../../dev/sandbox/index.js';
-import { demoItems, seedSandbox } from '../../dev/sandbox/seed.js';
+import { DEV_QSTASH } from '../../server/runtime.js';
+import { startLocalQStash, type LocalQStash } from '../../server/local-qstash.js';
+import { startSandbox, type Sandbox } from '../../sandbox/index.js';
+import { demoItems, seedSandbox } from '../../sandbox/seed.js';
+import { buildServer, PRODUCTION_NODE_FLAGS, type ServerBuild } from '../support/server-build.js';
 import { until } from '../support/wait.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const WORKER_KEY = 'self-hosted-worker-key';
 const RUNWAY_KEY = 'self-hosted-runway-key';
 
-describe('npm start in self-hosted mode, against an outside app, Runway and QStash', () => {
+let build: ServerBuild;
+
+beforeAll(async () => {
+  build = await buildServer();
+}, 120_000);
+
+afterAll(async () => {
+  await build.remove();
+});
+
+/** The compiled server as the Docker image runs it, and `npm start` handing over to it. */
+const LAUNCHERS = [
+  { name: 'node dist/server/main.js', command: () => [process.execPath, ...PRODUCTION_NODE_FLAGS, build.main] },
+  { name: 'npm start in self-hosted mode', command: () => [path.join(root, 'node_modules/.bin/tsx'), 'sandbox/demo/start.ts'] },
+] as const;
+
+describe.each(LAUNCHERS)('$name, against an outside app, Runway and QStash', (launcher) => {
   let sandbox: Sandbox;
   let qstash: LocalQStash;
   let worker: ChildProcess;
@@ -37,7 +54,8 @@ describe('npm start in self-hosted mode, against an outside app, Runway and QSta
       nextSigningKey: DEV_QSTASH.nextSigningKey,
       timeScale: 0.02,
     });
-    worker = spawn(path.join(root, 'node_modules/.bin/tsx'), ['dev/start.ts'], {
+    const [command = '', ...args] = launcher.command();
+    worker = spawn(command, args, {
       cwd: root,
       env: {
         PATH: process.env.PATH,

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startBlobFake, type BlobFake } from '../../dev/blob-fake.js';
+import { startBlobFake, type BlobFake } from '../../sandbox/blob-fake.js';
 import { UpstreamError } from '../../lib/errors.js';
 import { createBlobLedger } from '../../lib/ledger/blob-ledger.js';
 import type { JobKey, Ledger } from '../../lib/ledger/ledger.js';

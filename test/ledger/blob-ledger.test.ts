@@ -1,6 +1,6 @@
 import { BlobRequestAbortedError } from '@vercel/blob';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ADVANCED_OPERATIONS, startBlobFake, type BlobFake } from '../../dev/blob-fake.js';
+import { ADVANCED_OPERATIONS, startBlobFake, type BlobFake } from '../../sandbox/blob-fake.js';
 import { UpstreamError } from '../../lib/errors.js';
 import { BLOB_ADVANCED_OPS_PER_VIDEO, createBlobLedger } from '../../lib/ledger/blob-ledger.js';
 import { createLedger } from '../../lib/ledger/index.js';

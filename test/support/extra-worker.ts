@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { LocalMessage } from '../../dev/local-qstash.js';
-import { startWorkerServer, type WorkerServer } from '../../dev/worker-server.js';
+import type { LocalMessage } from '../../server/local-qstash.js';
+import { startWorkerServer, type WorkerServer } from '../../server/worker-server.js';
 import { parseConfig, secretsOf, type Env } from '../../lib/config.js';
 import type { Deps, Timeouts } from '../../lib/deps.js';
 import { createDeps } from '../../lib/runtime.js';

@@ -1,5 +1,5 @@
 import { pollMessageSchema, uploadMessageSchema, type Job, type UploadMessage } from '../../lib/steps/messages.js';
-import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
+import type { RecordedRequest } from '../../sandbox/http-util.js';
 import { seedItem, startHarness, until, type Harness, type HarnessOptions, type Mark } from './harness.js';
 
 /**

@@ -4,9 +4,9 @@ import { createServer } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
 import { z } from 'zod';
-import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
-import { createSandboxRunway, type SandboxRunway, type SandboxRunwayOptions } from '../../dev/sandbox/runway.js';
-import { jpeg as jpegImage } from '../support/images.js';
+import type { RecordedRequest } from '../../sandbox/http-util.js';
+import { createSandboxRunway, type SandboxRunway, type SandboxRunwayOptions } from '../../sandbox/runway.js';
+import { jpeg as jpegImage } from './images.js';
 
 export const API_KEY = 'key_sandbox_test';
 export const VERSION = '2024-11-06';

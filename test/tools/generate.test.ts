@@ -6,8 +6,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RecordedRequest } from '../../dev/sandbox/http-util.js';
-import { startSandbox, type Sandbox } from '../../dev/sandbox/index.js';
+import type { RecordedRequest } from '../../sandbox/http-util.js';
+import { startSandbox, type Sandbox } from '../../sandbox/index.js';
 
 /**
  * `npm run generate` as a real child process against the sandbox Runway. Every run starts
@@ -17,7 +17,7 @@ import { startSandbox, type Sandbox } from '../../dev/sandbox/index.js';
 
 const TSX = path.resolve('node_modules/.bin/tsx');
 const CLI = path.resolve('tools/generate.ts');
-const FIXTURES = path.resolve('dev/sandbox/fixtures');
+const FIXTURES = path.resolve('sandbox/fixtures');
 const API_KEY = 'key_generate_test';
 /** The sandbox's task takes 8 s: one poll sees it RUNNING, the next SUCCEEDED. */
 const GENERATION_MS = 8_000;

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalQStash, type LocalQStash } from '../../dev/local-qstash.js';
+import { startLocalQStash, type LocalQStash } from '../../server/local-qstash.js';
 import { closeHarnesses, DEV_QSTASH, startHarness, until } from '../support/harness.js';
 import { runCli, writeEnvFile, type CliRun } from './run-cli.js';
 

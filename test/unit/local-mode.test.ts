@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { localModeOf } from '../../dev/local-runtime.js';
+import { localModeOf } from '../../sandbox/demo/local-runtime.js';
 
 describe('choosing the local runtime mode', () => {
   it('runs the demo when neither the app nor Runway is configured', () => {

@@ -11,7 +11,7 @@ import { PermanentError } from '../../lib/errors.js';
 import { preparePhoto, type PreparedPhoto } from '../../lib/media/prepare-photo.js';
 import { containsText, decode, firstQuantizer, jpegHeaderSegments, noisePixels, phoneJpeg, type Rgb } from '../support/photos.js';
 
-const fixture = (name: string): Promise<Buffer> => readFile(new URL(`../../dev/sandbox/fixtures/${name}`, import.meta.url));
+const fixture = (name: string): Promise<Buffer> => readFile(new URL(`../../sandbox/fixtures/${name}`, import.meta.url));
 
 /** Every photo prepared in this file, to check them all against the data URI budget at the end. */
 const prepared: PreparedPhoto[] = [];
@@ -380,7 +380,7 @@ describe('loading the module', () => {
 
   it('does not load sharp until a photo is prepared', async () => {
     const modulePath = fileURLToPath(new URL('../../lib/media/prepare-photo.ts', import.meta.url));
-    const fixturePath = fileURLToPath(new URL('../../dev/sandbox/fixtures/landscape.jpg', import.meta.url));
+    const fixturePath = fileURLToPath(new URL('../../sandbox/fixtures/landscape.jpg', import.meta.url));
     // Sharp's native addon is loaded with require() and maps libvips into the process: both
     // show from inside without any loader hooks.
     const script = `

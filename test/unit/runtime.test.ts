@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { startBlobFake } from '../../dev/blob-fake.js';
+import { startBlobFake } from '../../sandbox/blob-fake.js';
 import { parseConfig, type Env } from '../../lib/config.js';
 import { DEFAULT_TIMEOUTS } from '../../lib/deps.js';
 import { createDeps } from '../../lib/runtime.js';

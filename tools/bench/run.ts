@@ -60,7 +60,7 @@ async function benchUpload(sizeMb: number, mode: 'node-http' | 'fetch-duplex'): 
   try {
     const source = await runwayOutputUrl(sandbox.runwayApiUrl, 'bench');
     const target = sandbox.storage.signUpload('generated-videos', `videos/bench-${mode}.mp4`, 3600);
-    const { stdout } = await run(path.resolve('node_modules/.bin/tsx'), [path.resolve('bench/upload-memory.ts'), source, target, mode], {
+    const { stdout } = await run(path.resolve('node_modules/.bin/tsx'), [path.resolve('tools/bench/upload-memory.ts'), source, target, mode], {
       maxBuffer: MB,
     });
     const result = transferSchema.parse(JSON.parse(stdout.trim().split('\n').pop() ?? '{}'));

@@ -4,6 +4,21 @@ import { MODEL_SPECS } from './models.js';
 /** Runway asks not to poll one task more often than every 5 s (contract §2.3). */
 export const RUNWAY_MIN_POLL_SECONDS = 5;
 
+/**
+ * The first look comes at this share of the model's typical time: Runway's times spread
+ * widely around it (documented only as "30-120 s"), so a look at the typical time leaves
+ * the fast tasks finished and waiting, and the early look's `progress` steers the rest.
+ * Bench (`npx tsx tools/bench/poll-schedule.ts`): p95 detect delay 27 s at the full typical
+ * time, 11 s at a third, for 0.7 more polls per video.
+ */
+const FIRST_POLL_SHARE_OF_TYPICAL = 1 / 3;
+/**
+ * `elapsedSeconds` counts any time the task sat THROTTLED or PENDING before it ran, which the
+ * schedule cannot see, so after a queue the rate estimate runs long. A cap keeps a wrong
+ * estimate from costing more than this (bench: THROTTLED tasks' p95 detect delay 36 s → 16 s,
+ * all tasks' 11 s → 8 s, for 1.1 more polls per video).
+ */
+const RUNNING_MAX_DELAY_SECONDS = 30;
 /** Below this, `progress` says too little about the rate to extrapolate from. */
 const MIN_PROGRESS_FOR_ESTIMATE = 0.05;
 /** Poll a little before the estimated finish: estimates from early progress run long. */
@@ -34,21 +49,23 @@ export interface PollScheduleInput {
 const finiteOr = (value: number | null | undefined, fallback: number): number =>
   typeof value === 'number' && Number.isFinite(value) ? value : fallback;
 
+function runningDelaySeconds(input: PollScheduleInput, typical: number, elapsed: number, floor: number): number {
+  const progress = finiteOr(input.progress, 0);
+  if (progress >= 1) return floor;
+  if (progress > MIN_PROGRESS_FOR_ESTIMATE && elapsed > 0) {
+    const remaining = (elapsed * (1 - progress)) / progress;
+    return remaining * ESTIMATE_FACTOR + ESTIMATE_MARGIN_SECONDS;
+  }
+  // Running, but no usable progress yet: expect the typical finish, or check back soon if it is overdue.
+  return Math.max(typical - elapsed, 2 * floor);
+}
+
 function desiredDelaySeconds(input: PollScheduleInput, floor: number): number {
   const typical = MODEL_SPECS[input.model].typicalGenerationSeconds;
   const elapsed = Math.max(0, finiteOr(input.elapsedSeconds, 0));
   const polls = Math.max(0, Math.floor(finiteOr(input.polls, 0)));
-  if (polls === 0) return typical - elapsed;
-  if (input.status === 'RUNNING') {
-    const progress = finiteOr(input.progress, 0);
-    if (progress >= 1) return floor;
-    if (progress > MIN_PROGRESS_FOR_ESTIMATE && elapsed > 0) {
-      const remaining = (elapsed * (1 - progress)) / progress;
-      return remaining * ESTIMATE_FACTOR + ESTIMATE_MARGIN_SECONDS;
-    }
-    // Running, but no usable progress yet: expect the typical finish, or check back soon if it is overdue.
-    return Math.max(typical - elapsed, 2 * floor);
-  }
+  if (polls === 0) return typical * FIRST_POLL_SHARE_OF_TYPICAL - elapsed;
+  if (input.status === 'RUNNING') return Math.min(RUNNING_MAX_DELAY_SECONDS, runningDelaySeconds(input, typical, elapsed, floor));
   return 2 * floor * QUEUED_BACKOFF_FACTOR ** (polls - 1);
 }
 

@@ -13,21 +13,26 @@ const poll = (input: Omit<PollScheduleInput, 'minSeconds' | 'maxSeconds'> & Part
   nextPollDelaySeconds({ ...BOUNDS, ...input });
 
 describe('the first poll of a new task', () => {
+  // Typical times 45, 90, 90 and 50 s: a third of each, so the fast tasks are not left waiting.
   it.each([
-    ['gen4_turbo', 45],
-    ['gen4.5', 60],
-    ['veo3.1', 60],
-    ['veo3.1_fast', 50],
-  ] as const)('on %s comes near the typical finish, within the maximum (%i s)', (model, seconds) => {
+    ['gen4_turbo', 15],
+    ['gen4.5', 30],
+    ['veo3.1', 30],
+    ['veo3.1_fast', 17],
+  ] as const)('on %s comes at a third of the typical time (%i s)', (model, seconds) => {
     expect(poll({ model, status: 'PENDING', elapsedSeconds: 0, polls: 0 })).toBe(seconds);
   });
 
-  it('waits the full typical time when the maximum allows it', () => {
-    expect(nextPollDelaySeconds({ model: 'gen4.5', status: 'PENDING', elapsedSeconds: 0, polls: 0, minSeconds: 5, maxSeconds: 300 })).toBe(90);
+  it('comes at a third of the typical time even when the maximum allows the whole of it', () => {
+    expect(nextPollDelaySeconds({ model: 'gen4.5', status: 'PENDING', elapsedSeconds: 0, polls: 0, minSeconds: 5, maxSeconds: 300 })).toBe(30);
+  });
+
+  it('comes no later than a maximum configured below it', () => {
+    expect(nextPollDelaySeconds({ model: 'gen4.5', status: 'PENDING', elapsedSeconds: 0, polls: 0, minSeconds: 5, maxSeconds: 20 })).toBe(20);
   });
 
   it('counts the time already spent since submission', () => {
-    expect(poll({ model: 'gen4_turbo', status: 'PENDING', elapsedSeconds: 10, polls: 0 })).toBe(35);
+    expect(poll({ model: 'gen4.5', status: 'PENDING', elapsedSeconds: 10, polls: 0 })).toBe(20);
   });
 
   it('is resumed at the minimum when the task is already past its typical time', () => {
@@ -37,8 +42,18 @@ describe('the first poll of a new task', () => {
 
 describe('a running task that reports progress', () => {
   it('is polled a little before the finish estimated from its rate', () => {
-    // 40 s for half the work: about 40 s left, polled at 0.9 × 40 + 2.
-    expect(poll({ model: 'gen4_turbo', status: 'RUNNING', progress: 0.5, elapsedSeconds: 40, polls: 1 })).toBe(38);
+    // 40 s for 80 % of the work: about 10 s left, polled at 0.9 × 10 + 2.
+    expect(poll({ model: 'gen4_turbo', status: 'RUNNING', progress: 0.8, elapsedSeconds: 40, polls: 1 })).toBe(11);
+  });
+
+  it('is polled within 30 s however far off the estimated finish, since the elapsed time may include a queue', () => {
+    // 40 s for half the work would put the finish 38 s out; a wait in THROTTLED first would make it sooner.
+    expect(poll({ model: 'gen4_turbo', status: 'RUNNING', progress: 0.5, elapsedSeconds: 40, polls: 1 })).toBe(30);
+    expect(nextPollDelaySeconds({ model: 'gen4.5', status: 'RUNNING', progress: 0.1, elapsedSeconds: 50, polls: 1, minSeconds: 5, maxSeconds: 300 })).toBe(30);
+  });
+
+  it('is polled at the configured minimum when that is above 30 s', () => {
+    expect(nextPollDelaySeconds({ model: 'gen4.5', status: 'RUNNING', progress: 0.1, elapsedSeconds: 50, polls: 1, minSeconds: 40, maxSeconds: 300 })).toBe(40);
   });
 
   it('is polled soon when nearly done', () => {
@@ -53,12 +68,12 @@ describe('a running task that reports progress', () => {
     expect(poll({ model: 'veo3.1', status: 'RUNNING', progress: 1, elapsedSeconds: 0, polls: 2 })).toBe(5);
   });
 
-  it('waits for the typical finish when no time seems to have passed (clock skew), whatever the progress', () => {
-    expect(poll({ model: 'gen4_turbo', status: 'RUNNING', progress: 0.5, elapsedSeconds: 0, polls: 1 })).toBe(45);
+  it('waits for the typical finish, at most 30 s, when no time seems to have passed (clock skew), whatever the progress', () => {
+    expect(poll({ model: 'gen4_turbo', status: 'RUNNING', progress: 0.5, elapsedSeconds: 0, polls: 1 })).toBe(30);
   });
 
-  it('is polled at most at the maximum when progress is slow', () => {
-    expect(poll({ model: 'gen4_turbo', status: 'RUNNING', progress: 0.1, elapsedSeconds: 50, polls: 1 })).toBe(60);
+  it('is polled at most at a maximum configured below 30 s when progress is slow', () => {
+    expect(nextPollDelaySeconds({ model: 'gen4_turbo', status: 'RUNNING', progress: 0.1, elapsedSeconds: 50, polls: 1, minSeconds: 5, maxSeconds: 20 })).toBe(20);
   });
 
   it('is polled sooner as progress grows, at the same elapsed time', () => {
@@ -72,6 +87,10 @@ describe('a running task that reports progress', () => {
 describe('a running task without usable progress', () => {
   it.each([undefined, null, 0, 0.05, Number.NaN, -1])('waits for the typical finish (progress %s)', (progress) => {
     expect(poll({ model: 'gen4_turbo', status: 'RUNNING', progress, elapsedSeconds: 20, polls: 1 })).toBe(25);
+  });
+
+  it('waits at most 30 s for a typical finish further off', () => {
+    expect(poll({ model: 'gen4.5', status: 'RUNNING', elapsedSeconds: 20, polls: 1 })).toBe(30);
   });
 
   it('checks back at twice the minimum once the typical finish has passed', () => {
@@ -111,7 +130,7 @@ describe('the bounds', () => {
 
   it('are rounded to whole seconds inward', () => {
     expect(nextPollDelaySeconds({ model: 'gen4_turbo', status: 'RUNNING', progress: 1, elapsedSeconds: 9, polls: 1, minSeconds: 6.2, maxSeconds: 60 })).toBe(7);
-    expect(nextPollDelaySeconds({ model: 'gen4_turbo', status: 'PENDING', elapsedSeconds: 0, polls: 0, minSeconds: 5, maxSeconds: 30.8 })).toBe(30);
+    expect(nextPollDelaySeconds({ model: 'gen4_turbo', status: 'THROTTLED', elapsedSeconds: 100, polls: 10, minSeconds: 5, maxSeconds: 30.8 })).toBe(30);
   });
 });
 
@@ -126,7 +145,7 @@ describe('a task close to its timeout', () => {
   });
 
   it.each([Number.NaN, Number.POSITIVE_INFINITY])('is unaffected by a timeout of %d', (timeoutSeconds) => {
-    expect(poll({ model: 'gen4_turbo', status: 'PENDING', elapsedSeconds: 10, polls: 0, timeoutSeconds })).toBe(35);
+    expect(poll({ model: 'gen4.5', status: 'PENDING', elapsedSeconds: 10, polls: 0, timeoutSeconds })).toBe(20);
   });
 
   it('is unaffected while the timeout is far away', () => {

@@ -12,6 +12,7 @@ import { readFixture, type SeedItem } from '../../sandbox/seed.js';
 import { jpeg } from '../../test/support/images.js';
 import { benchBackpressure } from './backpressure.js';
 import { benchIngest } from './ingest.js';
+import { benchPollSchedule } from './poll-schedule.js';
 import { benchServerIdle } from './server-idle.js';
 
 /**
@@ -128,6 +129,7 @@ function benchImageInfo(): void {
   print('image_info_25mb_jpeg', (performance.now() - started) / rounds, 'ms/call');
 }
 
+benchPollSchedule(print);
 benchImageInfo();
 await benchServerIdle(print);
 await benchIngest(print);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { percentile } from '../../tools/bench/stats.js';
 import { RUNWAY_MODELS } from '../../lib/config.js';
 import { nextPollDelaySeconds, type PollScheduleInput } from '../../lib/decide/poll-schedule.js';
 import {
@@ -7,7 +8,6 @@ import {
   generateTasks,
   lookAtTask,
   minPollGapSeconds,
-  percentile,
   runTask,
   summarizeRuns,
   type PollSchedule,

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { readImageInfo } from '../../lib/media/image-info.js';
 import { preparePhoto } from '../../lib/media/prepare-photo.js';
 import { grainyPixels, phoneJpeg, withCommentPadding } from '../../test/support/photos.js';
+import { median } from './stats.js';
 
 /**
  * Photo preparation figures: time (median of several runs in this process, sharp already
@@ -60,11 +61,6 @@ async function photo12mp(): Promise<BenchPhoto> {
   const jpeg = await phoneJpeg(grainyPixels(width, height, 14, 2), width, height, { orientation: 6, quality: 90 });
   return { label: '12mp', bytes: padTo(jpeg, 3_000_000), encodedBytes: jpeg.length };
 }
-
-const median = (values: readonly number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-};
 
 async function timeRuns(photo: Buffer): Promise<number> {
   await preparePhoto(photo, MODEL); // loads sharp

@@ -1,6 +1,7 @@
 import { RUNWAY_MODELS, type RunwayModel } from '../../lib/config.js';
 import { timedOut, type PollScheduleInput } from '../../lib/decide/poll-schedule.js';
 import { createRng } from '../../sandbox/random.js';
+import { percentile } from './stats.js';
 
 /**
  * Runway tasks polled in virtual time (pure, no clock, no I/O): each task is a fixed
@@ -134,14 +135,6 @@ export function generateTasks(mix: TaskMix): SimulatedTask[] {
     const progressNoise = Array.from({ length: knots }, () => uniform(rng, [-mix.progressNoise, mix.progressNoise]));
     return { model, throttledSeconds, runningSeconds, progressNoise };
   });
-}
-
-/** Nearest-rank percentile (`fraction` 0..1); NaN for no values. */
-export function percentile(values: readonly number[], fraction: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(fraction * sorted.length)));
-  return sorted[rank - 1] ?? Number.NaN;
 }
 
 /** Smallest time between two successive looks at one task; Infinity when no task was looked at twice. */

@@ -11,7 +11,9 @@ import { startSandbox } from '../../sandbox/index.js';
 import { readFixture, type SeedItem } from '../../sandbox/seed.js';
 import { jpeg } from '../../test/support/images.js';
 import { benchBackpressure } from './backpressure.js';
+import { benchColdStart } from './cold-start.js';
 import { benchIngest } from './ingest.js';
+import { benchPickup } from './pickup.js';
 import { benchPollSchedule } from './poll-schedule.js';
 import { benchServerIdle } from './server-idle.js';
 
@@ -135,5 +137,7 @@ await benchServerIdle(print);
 await benchIngest(print);
 await benchThroughput(50);
 await benchBackpressure(print);
+await benchPickup(print);
+await benchColdStart(print);
 await benchUpload(300, 'node-http');
 await benchUpload(300, 'fetch-duplex');

@@ -1,20 +1,20 @@
 import http from 'node:http';
 import https from 'node:https';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline as pipelineStreams, type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import zlib from 'node:zlib';
 import { z } from 'zod';
 import { PermanentError, UpstreamError } from '../errors.js';
 import { IDEMPOTENT_RETRY, withRetry } from '../retry.js';
 import { humanSize, notVideoMessage } from '../decide/failure-message.js';
-import { isVideoOutput, mediaTypeOf, peekStart, VIDEO_SNIFF_BYTES } from '../media/video-sniff.js';
+import { isVideoOutput, mediaTypeOf, VIDEO_SNIFF_BYTES } from '../media/video-sniff.js';
 import { assertAllowedUrl } from '../url-policy.js';
 
 /**
  * Bytes in and out: the photo from its signed download URL, and the Runway output
- * streamed into the Supabase signed upload URL (contract §6). The upload uses node:http
- * so the request honours backpressure: `fetch` with a stream body reads ahead and grows
- * memory by the body size.
+ * streamed into the Supabase signed upload URL (contract §6). The output's download and its
+ * upload both use node:http, piped with backpressure: `fetch` with a stream body reads ahead
+ * and grows memory by the body size (contract §6), and fetch's download body reads ahead too.
  */
 
 /** How long to wait for storage's answer after the upload stream broke off. */
@@ -50,27 +50,25 @@ function spanText(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }
 
-async function fetchWithTimeout(
-  url: URL,
-  service: 'photo' | 'output',
-  timeoutMs: number,
-  signal?: AbortSignal,
-  headers?: Record<string, string>,
-): Promise<Response> {
+/** A download that got no answer: timed out, or failed below HTTP (refused, reset, a redirect). */
+function downloadFailure(service: 'photo' | 'output', timeoutMs: number, error: unknown): UpstreamError {
+  const timedOut = error instanceof Error && error.name === 'TimeoutError';
+  return new UpstreamError(service, `${service}: download ${timedOut ? `timed out after ${spanText(timeoutMs)}` : 'failed (network error)'}`, {
+    retryable: true,
+    code: timedOut ? 'timeout' : 'network',
+    cause: error,
+  });
+}
+
+async function fetchPhoto(url: URL, timeoutMs: number): Promise<Response> {
   try {
     return await fetch(url, {
       redirect: 'error',
       // Not cleared: the timeout covers the body, which the caller reads after this returns.
-      signal: deadlineSignal(timeoutMs, signal).signal,
-      ...(headers === undefined ? {} : { headers }),
+      signal: deadlineSignal(timeoutMs).signal,
     });
   } catch (error) {
-    const timedOut = error instanceof Error && error.name === 'TimeoutError';
-    throw new UpstreamError(service, `${service}: download ${timedOut ? `timed out after ${spanText(timeoutMs)}` : 'failed (network error)'}`, {
-      retryable: true,
-      code: timedOut ? 'timeout' : 'network',
-      cause: error,
-    });
+    throw downloadFailure('photo', timeoutMs, error);
   }
 }
 
@@ -78,7 +76,7 @@ async function fetchWithTimeout(
 export async function downloadPhoto(rawUrl: string, options: { timeoutMs: number }): Promise<Uint8Array<ArrayBuffer>> {
   const url = assertAllowedUrl(rawUrl, 'photo');
   return withRetry(async () => {
-    const response = await fetchWithTimeout(url, 'photo', options.timeoutMs);
+    const response = await fetchPhoto(url, options.timeoutMs);
     if (!response.ok) throw photoDownloadError(response.status, await response.text().catch(() => ''));
     const declared = Number(response.headers.get('content-length') ?? NaN);
     if (Number.isFinite(declared) && declared > PHOTO_MAX_BYTES) {
@@ -179,45 +177,178 @@ export interface OpenedOutput {
 }
 
 /**
+ * Statuses fetch follows. The output download refuses them as a network error, as it did with
+ * fetch's `redirect: 'error'`: following one would lead past `assertAllowedUrl`.
+ */
+const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
+
+/** 2xx statuses that carry no body (fetch gives them a null body). */
+const NO_BODY_STATUSES: ReadonlySet<number> = new Set([204, 205]);
+
+/** What an output URL whose signature has expired answers: the task has fresh ones (contract §2.3). */
+const EXPIRED_URL_STATUSES: readonly number[] = [401, 403, 404, 410];
+
+/**
+ * GETs the output with node:http(s): its answer reads from the socket only as fast as the body
+ * is read, where fetch's body reads ahead. An abort of `signal` destroys the request and the
+ * answer with the signal's reason, so a timeout mid-body fails the body with a TimeoutError.
+ */
+function requestOutput(url: URL, signal: AbortSignal): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const transport = url.protocol === 'https:' ? https : http;
+    // The Accept fetch sent; identity, so that Content-Length counts the very bytes that are stored.
+    const request = transport.get(url, { headers: { accept: '*/*', 'accept-encoding': 'identity' } });
+    let answer: http.IncomingMessage | undefined;
+    const abort = (): void => {
+      const reason: unknown = signal.reason;
+      const failure = reason instanceof Error ? reason : new Error('the output download was aborted', { cause: reason });
+      request.destroy(failure);
+      answer?.destroy(failure);
+    };
+    // Kept after the answer: a socket error then fails the answer too, where the caller sees it.
+    request.on('error', reject);
+    request.on('close', () => reject(new Error('the output request closed without an answer')));
+    request.on('response', (response) => {
+      answer = response;
+      resolve(response);
+    });
+    if (signal.aborted) abort();
+    else signal.addEventListener('abort', abort, { once: true });
+  });
+}
+
+/**
+ * The body as fetch yielded it: decoded when the server compressed it in spite of the identity
+ * asked for (gzip, deflate, br, with fetch's lenient flushing), left as it came for a coding
+ * fetch does not decode either. Destroying the body destroys the answer.
+ */
+function decodedBody(response: http.IncomingMessage): Readable {
+  const codings = (response.headers['content-encoding'] ?? '').toLowerCase().split(',').map((coding) => coding.trim()).filter((coding) => coding !== '' && coding !== 'identity');
+  const decoders: Transform[] = [];
+  // Codings are listed in the order they were applied: undone from the last.
+  for (const coding of codings.reverse()) {
+    if (coding === 'gzip' || coding === 'x-gzip') decoders.push(zlib.createGunzip({ flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH }));
+    else if (coding === 'deflate') decoders.push(zlib.createInflate({ flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH }));
+    else if (coding === 'br') decoders.push(zlib.createBrotliDecompress({ flush: zlib.constants.BROTLI_OPERATION_FLUSH, finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH }));
+    else return response;
+  }
+  const last = decoders.at(-1);
+  if (last === undefined) return response;
+  // The pipeline destroys every stream when one fails or the last is destroyed; the last reports it.
+  pipelineStreams([response, ...decoders], () => undefined);
+  return last;
+}
+
+/**
+ * Reads the first `count` bytes of `body` (fewer when it ends before) and puts every chunk read
+ * back at its front, unchanged and uncopied: the body then yields every byte, and nothing sits
+ * between it and whoever streams it on.
+ */
+function peekHead(body: Readable, count: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const settle = (): void => {
+      body.off('readable', onReadable);
+      body.off('end', onEnd);
+      body.off('error', reject);
+      body.off('close', onClose);
+    };
+    const finish = (): void => {
+      settle();
+      const head = Buffer.concat(chunks, Math.min(size, count));
+      // Put back in the same tick as the last read, before the stream can emit 'end'.
+      for (const chunk of chunks.reverse()) body.unshift(chunk);
+      resolve(head);
+    };
+    function onReadable(): void {
+      for (let chunk: unknown = body.read(); chunk !== null; chunk = body.read()) {
+        const buffer = chunk as Buffer;
+        chunks.push(buffer);
+        size += buffer.length;
+        if (size >= count) {
+          finish();
+          return;
+        }
+      }
+    }
+    const onEnd = (): void => {
+      settle();
+      resolve(Buffer.concat(chunks));
+    };
+    const onClose = (): void => {
+      settle();
+      reject(new Error('the output closed before its first bytes'));
+    };
+    body.on('readable', onReadable);
+    body.once('end', onEnd);
+    body.once('error', reject);
+    body.once('close', onClose);
+  });
+}
+
+/**
  * Opens the Runway output and checks that it is a video before anyone streams it anywhere:
  * a video (or generic binary) Content-Type and bytes that open like an MP4. A 401/403/404/410
  * means the signed URL expired (code `expired`); anything that is not a video is refused
  * with code `not-video`. Either way the caller can get the task again for a fresh URL.
+ *
+ * The body is the answer stream itself (decoded if need be): it reads from the socket as fast
+ * as the caller reads it, and no faster, so a 1 GB output costs no more memory than a small one.
  */
 export async function openOutput(rawUrl: string, timeoutMs: number, signal: AbortSignal): Promise<OpenedOutput> {
   const url = assertAllowedUrl(rawUrl, 'output');
-  // Identity, so that Content-Length counts the very bytes that are stored.
-  const response = await fetchWithTimeout(url, 'output', timeoutMs, signal, { 'accept-encoding': 'identity' });
-  if (!response.ok || !response.body) {
-    await response.body?.cancel();
-    const expired = [401, 403, 404, 410].includes(response.status);
-    throw new UpstreamError('output', `output: download answered ${response.status}`, {
-      status: response.status,
+  // The timeout covers the body too; it ends once the body has closed.
+  const deadline = deadlineSignal(timeoutMs, signal);
+  let response: http.IncomingMessage;
+  try {
+    response = await requestOutput(url, deadline.signal);
+  } catch (error) {
+    deadline.clear();
+    throw downloadFailure('output', timeoutMs, error);
+  }
+  const status = response.statusCode ?? 0;
+  if (REDIRECT_STATUSES.has(status)) {
+    response.destroy();
+    deadline.clear();
+    throw downloadFailure('output', timeoutMs, new Error(`unexpected redirect (${status})`));
+  }
+  if (status < 200 || status > 299 || NO_BODY_STATUSES.has(status)) {
+    // Its body is not worth reading (an error page can be large): the connection goes with it.
+    response.destroy();
+    deadline.clear();
+    const expired = EXPIRED_URL_STATUSES.includes(status);
+    throw new UpstreamError('output', `output: download answered ${status}`, {
+      status,
       retryable: !expired,
       code: expired ? 'expired' : undefined,
     });
   }
-  const declared = Number(response.headers.get('content-length') ?? NaN);
-  const encoded = (response.headers.get('content-encoding') ?? 'identity').trim().toLowerCase() !== 'identity';
+  const declared = Number(response.headers['content-length'] ?? NaN);
+  const encoded = (response.headers['content-encoding'] ?? 'identity').trim().toLowerCase() !== 'identity';
   const length = Number.isFinite(declared) && !encoded ? declared : undefined;
-  const mediaType = mediaTypeOf(response.headers.get('content-type'));
-  const source = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
-  let peeked: { head: Buffer; stream: Readable };
+  const mediaType = mediaTypeOf(response.headers['content-type']);
+  const body = decodedBody(response);
+  body.once('close', () => deadline.clear());
+  // Between this return and the caller's pipe, an error (a reset, the timeout) would be an
+  // unhandled 'error' event, which ends the process. The body stays errored: a pipe sees it.
+  body.on('error', () => undefined);
+  let head: Buffer;
   try {
-    peeked = await peekStart(source, VIDEO_SNIFF_BYTES);
+    head = await peekHead(body, VIDEO_SNIFF_BYTES);
   } catch (error) {
-    source.destroy();
+    body.destroy();
     throw new UpstreamError('output', 'output: download was cut off before its first bytes', { retryable: true, cause: error });
   }
-  if (!isVideoOutput(mediaType, peeked.head)) {
-    peeked.stream.destroy();
+  if (!isVideoOutput(mediaType, head)) {
+    body.destroy();
     throw new UpstreamError('output', notVideoMessage(mediaType, Number.isFinite(declared) ? declared : undefined), {
-      status: response.status,
+      status,
       retryable: false,
       code: NOT_VIDEO,
     });
   }
-  return { body: peeked.stream, length };
+  return { body, length };
 }
 
 /** The output URL answered with something that is not a video (an HTML page from a CDN). */
@@ -270,8 +401,14 @@ function afterPendingReads(callback: () => void): void {
   setImmediate(() => setImmediate(callback));
 }
 
-/** Bytes sent per wait for storage's answer: large enough that waiting costs no throughput. */
-const UPLOAD_BATCH_BYTES = 1024 * 1024;
+/**
+ * Bytes sent per wait for storage's answer. Under one socket read (64 KB), so an upload holds
+ * a read or two while it waits: bytes still held when V8 collects its young buffers (it does
+ * every 32 MB of new ones) outlive that collection and wait for a full one. Ten uploads
+ * at once grew RSS by 66-96 MB with 1 MB batches and by 45-67 MB with these; throughput did
+ * not measurably change (tools/bench/upload.ts, single runs on a 2-core machine).
+ */
+const UPLOAD_BATCH_BYTES = 16 * 1024;
 
 function lengthMismatch(bytes: number, expected: number): UpstreamError {
   return new UpstreamError('output', `output: got ${bytes} of ${expected} bytes`, { retryable: true });

@@ -39,7 +39,7 @@ const WORKER_ENV = {
 const SETTINGS: readonly (readonly [name: string, value: string, reason: string])[] = [
   ['items', `${ITEM_COUNT} × landscape.jpg, gen4_turbo, 121 frames (5 s)`, 'queued at once, oldest first, as a burst from the app'],
   ['runway', `maxConcurrentGenerations ${RUNWAY_CONCURRENCY} per model, ${GENERATION_MS / 1000} s generations`, 'a low tier; over the limit tasks wait THROTTLED'],
-  ['qstash_time_scale', String(TIME_SCALE), 'a 3 s generation stands for a one-minute one: the 45 s first poll comes after 2.25 s, the 5 s minimum poll after 0.25 s'],
+  ['qstash_time_scale', String(TIME_SCALE), 'a 3 s generation stands for a one-minute one: the first poll of gen4_turbo (15 s) comes after 0.75 s, the 5 s minimum poll after 0.25 s'],
   ['RUNWAY_TIMEOUT_SECONDS', WORKER_ENV.RUNWAY_TIMEOUT_SECONDS, '600 s against one-minute generations is 10:1; the same ratio for 3 s ones'],
   ['LEASE_DURATION_SECONDS', WORKER_ENV.LEASE_DURATION_SECONDS, '600 s scaled like the timeout, so the lease outlives a generation the way it does in production'],
   ['HEARTBEAT_INTERVAL_SECONDS', WORKER_ENV.HEARTBEAT_INTERVAL_SECONDS, '120 s scaled like the timeout'],

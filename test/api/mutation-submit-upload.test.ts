@@ -5,7 +5,7 @@ import { sampleVideo } from '../../sandbox/runway-output.js';
 import { readFixture } from '../../sandbox/seed.js';
 import { pollMessageSchema, type Job } from '../../lib/steps/messages.js';
 import { closeExtraWorkers, startExtraWorker } from '../support/extra-worker.js';
-import { closeStandIns, startStandIn } from '../support/extra-stand-in.js';
+import { closeStandIns, startStandIn, type StandIn } from '../support/extra-stand-in.js';
 import { describeRequest, readyToUpload, submit, waitForTaskStatus } from '../support/flow.js';
 import { closeHarnesses, seedItem, startHarness, type Harness } from '../support/harness.js';
 
@@ -35,6 +35,29 @@ async function firstGenerationFails(): Promise<{ harness: Harness; itemId: strin
   const job = await submit(harness, item.item_id);
   await waitForTaskStatus(harness, job.runway_task_id, 'FAILED');
   return { harness, itemId: item.item_id, job };
+}
+
+
+/**
+ * A storage that answers every request 503 SlowDown, and an app in front of the sandbox's
+ * whose presigned URLs of one kind point at it.
+ */
+async function storageAnswering503(harness: Harness, kind: 'upload' | 'download'): Promise<{ storage: StandIn; app: StandIn }> {
+  const storage = await startStandIn({
+    target: harness.sandbox.nextApiUrl,
+    answer: () => ({ status: 503, json: { statusCode: '503', error: 'SlowDown', message: 'Please reduce your request rate' } }),
+  });
+  const app = await startStandIn({
+    target: harness.sandbox.nextApiUrl,
+    rewrite: (request, reply) => {
+      if (request.path !== '/worker/presign' || !JSON.stringify(request.json).includes(`"${kind}"`)) return reply;
+      const data = (reply.json as { data: { url: string } }).data;
+      const url = new URL(data.url);
+      url.host = new URL(storage.url).host;
+      return { status: reply.status, json: { success: true, data: { ...data, url: url.href } } };
+    },
+  });
+  return { storage, app };
 }
 
 describe('runway-callback when generation 2 was claimed 100 s ago by a delivery still creating it', () => {
@@ -125,20 +148,7 @@ describe('step-upload whose PUT storage answers 503 SlowDown, a refusal another 
   it('answers retry naming the storage answer, and neither reports nor records anything', async () => {
     const ready = await readyToUpload();
     const { harness, message, itemId } = ready;
-    const storage = await startStandIn({
-      target: harness.sandbox.nextApiUrl,
-      answer: () => ({ status: 503, json: { statusCode: '503', error: 'SlowDown', message: 'Please reduce your request rate' } }),
-    });
-    const app = await startStandIn({
-      target: harness.sandbox.nextApiUrl,
-      rewrite: (request, reply) => {
-        if (request.path !== '/worker/presign' || !JSON.stringify(request.json).includes('"upload"')) return reply;
-        const data = (reply.json as { data: { url: string } }).data;
-        const url = new URL(data.url);
-        url.host = new URL(storage.url).host;
-        return { status: reply.status, json: { success: true, data: { ...data, url: url.href } } };
-      },
-    });
+    const { storage, app } = await storageAnswering503(harness, 'upload');
     const worker = await startExtraWorker(harness, { env: { NEXT_API_URL: app.url } });
 
     const answer = await worker.deliver('/api/step-upload', message);
@@ -171,20 +181,7 @@ describe('cron-poll whose photo download answers 503 on three runs in a row', ()
   it('gives the item back twice, then reports the download failure itself, not a missing photo', async () => {
     const item = seedItem('landscape.jpg');
     const harness = await startHarness({ items: [item] });
-    const storage = await startStandIn({
-      target: harness.sandbox.nextApiUrl,
-      answer: () => ({ status: 503, json: { statusCode: '503', error: 'SlowDown', message: 'Please reduce your request rate' } }),
-    });
-    const app = await startStandIn({
-      target: harness.sandbox.nextApiUrl,
-      rewrite: (request, reply) => {
-        if (request.path !== '/worker/presign' || !JSON.stringify(request.json).includes('"download"')) return reply;
-        const data = (reply.json as { data: { url: string } }).data;
-        const url = new URL(data.url);
-        url.host = new URL(storage.url).host;
-        return { status: reply.status, json: { success: true, data: { ...data, url: url.href } } };
-      },
-    });
+    const { storage, app } = await storageAnswering503(harness, 'download');
     const worker = await startExtraWorker(harness, { env: { NEXT_API_URL: app.url } });
 
     const outcomes: unknown[] = [];

@@ -7,7 +7,7 @@ import { startLocalRuntime } from '../../sandbox/demo/local-runtime.js';
 import type { SandboxApp } from '../../sandbox/app-api.js';
 import type { SeedItem } from '../../sandbox/seed.js';
 import type { Env } from '../../lib/config.js';
-import type { Print } from './ingest.js';
+import type { Print } from './stats.js';
 
 /**
  * A burst against a Runway account that generates only a few videos at once: 100 items queued at once, through the real handlers, the local QStash and

@@ -5,8 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { buildCopyOfProject } from '../../test/build/build-copy.js';
-import type { Print } from './ingest.js';
-import { median } from './stats.js';
+import { median, type Print } from './stats.js';
 
 /**
  * Cold start of each function as `vercel build` bundles it: a fresh `node` process imports

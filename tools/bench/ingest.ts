@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { readImageInfo } from '../../lib/media/image-info.js';
 import { preparePhoto } from '../../lib/media/prepare-photo.js';
 import { grainyPixels, phoneJpeg, withCommentPadding } from '../../test/support/photos.js';
-import { median } from './stats.js';
+import { median, type Print } from './stats.js';
 
 /**
  * Photo preparation figures: time (median of several runs in this process, sharp already
@@ -17,8 +17,6 @@ import { median } from './stats.js';
  * and a 3 MB 12 MP phone photo stored sideways with GPS in its EXIF.
  * Targets for 48 MP on a 2-core machine: ≤ 1500 ms and ≤ 120 MB.
  */
-
-export type Print = (name: string, value: number | string, unit?: string) => void;
 
 const run = promisify(execFile);
 const MB = 1024 * 1024;

@@ -9,8 +9,7 @@ import { CRON_BUDGET_MS, DRAIN_DELAY_SECONDS, LEASE_CONCURRENCY } from '../../li
 import type { LocalMessage } from '../../server/local-qstash.js';
 import { startLocalRuntime, type LocalRuntime } from '../../sandbox/demo/local-runtime.js';
 import type { SeedItem } from '../../sandbox/seed.js';
-import type { Print } from './ingest.js';
-import { percentile } from './stats.js';
+import { percentile, type Print } from './stats.js';
 
 /**
  * Pickup latency of a burst: 50 items sit in the app's queue while the worker is idle; the

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseConfig } from '../../lib/config.js';
 import { nextPollDelaySeconds } from '../../lib/decide/poll-schedule.js';
-import type { Print } from './ingest.js';
+import type { Print } from './stats.js';
 import { generateTasks, runTask, summarizeRuns, type PollBounds, type PollFigures, type PollSchedule, type SimulatedTask, type TaskMix } from './poll-simulation.js';
 
 /**

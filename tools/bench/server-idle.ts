@@ -6,6 +6,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { startSandbox } from '../../sandbox/index.js';
 import { buildServer, PRODUCTION_NODE_FLAGS } from '../../test/support/server-build.js';
+import type { Print } from './stats.js';
 
 /**
  * The compiled self-hosted server (`node dist/server/main.js`) idling against an empty app:
@@ -28,7 +29,7 @@ async function rssBytes(pid: number): Promise<number> {
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function benchServerIdle(print: (name: string, value: number, unit?: string) => void): Promise<void> {
+export async function benchServerIdle(print: Print): Promise<void> {
   const build = await buildServer();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'bench-server-idle-'));
   const sandbox = await startSandbox({ workerApiKey: 'bench', runwayApiKey: 'bench', dataDir: path.join(dataDir, 'services') });

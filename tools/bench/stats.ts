@@ -1,4 +1,7 @@
-/** Figures over repeated measurements, shared by the benchmarks. */
+/** Figures over repeated measurements, and how the benchmarks print them. */
+
+/** Prints one `name: value unit` line. */
+export type Print = (name: string, value: number | string, unit?: string) => void;
 
 /** Nearest rank: the smallest value with at least `fraction` (0..1) of the values at or below it; NaN for none. */
 export function percentile(values: readonly number[], fraction: number): number {

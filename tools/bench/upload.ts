@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { startSandbox, type Sandbox } from '../../sandbox/index.js';
 import { readFixture } from '../../sandbox/seed.js';
-import type { Print } from './ingest.js';
+import type { Print } from './stats.js';
 
 /**
  * Memory of the streamed video upload (Runway output → Supabase signed upload URL), measured

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { JobRecord } from '../ledger/ledger.js';
+import { storedVideoOf, type JobRecord } from '../ledger/ledger.js';
 import { attemptCredits, CREDITS_SOURCES, usdOf, type Credits } from './credits.js';
 
 /**
@@ -238,6 +238,8 @@ function attemptPrice(facts: AttemptFacts, lastFinal: number | undefined, audio:
   return attemptCredits(facts.generations, lastFinal, audio).total;
 }
 
+const withUpload = (uploaded: AttemptView['uploaded']): Pick<AttemptView, 'uploaded'> => (uploaded === undefined ? {} : { uploaded });
+
 export function attemptView(attempt: number, facts: AttemptFacts, live: ReadonlyMap<string, LiveTask>, audio: boolean): AttemptView {
   const own = ownRecord(facts);
   const lastFinal = lastFinalCredits(facts, live);
@@ -247,7 +249,7 @@ export function attemptView(attempt: number, facts: AttemptFacts, live: Readonly
     attempt,
     state: stateOf(facts),
     generations: facts.generations.map((record, index) => generationView(record, index, facts.generations[index + 1], live, lastFinal)),
-    ...(own.uploaded === undefined ? {} : { uploaded: own.uploaded }),
+    ...withUpload(storedVideoOf(own)),
     ...(report === undefined ? {} : { report }),
     ...(own.abandoned === undefined ? {} : { abandoned: { reason: own.abandoned.reason, at: own.abandoned.at } }),
     ...(price === undefined ? {} : { credits: price.credits, credits_source: price.source, usd: usdOf(price.credits) }),

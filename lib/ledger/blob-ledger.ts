@@ -28,6 +28,7 @@ import {
   slotsViewOf,
   SLOTS_PREFIX,
   throttledPath,
+  type FactName,
   type JobKey,
   type JobRecord,
   type Ledger,
@@ -35,14 +36,17 @@ import {
 
 /**
  * Blob operations one video costs, counting only advanced operations (put, copy, list),
- * the ones the plans meter (contract §5: Hobby includes 2,000 a month):
- * `latest` = 1 list, then one put per claim of `submitting`, `task`, `uploaded` and
- * `reported`, and one for the Runway slot marker = 6. Deleting the marker is free; reads
- * are `get`s, simple operations. A second list happens only past 1,000 facts under one item
- * (about 200 attempts). Apart from videos, each cron-poll run lists the slot markers once
- * (`SLOT_LISTS_PER_CRON_RUN`), and a task seen THROTTLED costs one put.
+ * the ones the plans meter hardest (contract §5: Hobby includes about 2,000 a month): one
+ * put per claim of `submitting`, `task` and `reported` (a completed report's claim is also
+ * the upload's record), and one for the Runway slot marker = 4. An item seen for the first
+ * time needs no list (its first claim is the lookup); an item with history (a resumed
+ * attempt, an admin retry) costs one list more. Deleting the marker is free; reads are
+ * `get`s, simple operations: the poll and the upload read only the two facts that close an
+ * attempt (`reported`, `abandoned`). Apart from videos, a cron-poll run that leased
+ * something lists the slot markers once (`SLOT_LISTS_PER_CRON_RUN`); an idle run makes no
+ * Blob call. A task seen THROTTLED costs one put.
  */
-export const BLOB_ADVANCED_OPS_PER_VIDEO = 6;
+export const BLOB_ADVANCED_OPS_PER_VIDEO = 4;
 export const SLOT_LISTS_PER_CRON_RUN = 1;
 
 const DEFAULT_BLOB_REQUEST_TIMEOUT_MS = 15_000;
@@ -101,8 +105,8 @@ export function createBlobLedger(options: BlobLedgerOptions): Ledger {
     }
   }
 
-  async function read(key: JobKey): Promise<JobRecord> {
-    return readRecord(key, async (fact) => parseJson(await fetchText(factPath(key, fact))));
+  async function read(key: JobKey, facts?: readonly FactName[]): Promise<JobRecord> {
+    return readRecord(key, async (fact) => parseJson(await fetchText(factPath(key, fact))), facts);
   }
 
   /** Every blob under a prefix: one list call per 1,000 blobs. */

@@ -53,8 +53,8 @@ export function createDirLedger(options: DirLedgerOptions): Ledger {
     }
   }
 
-  async function read(key: JobKey): Promise<JobRecord> {
-    return readRecord(key, (fact) => readRaw(toFile(factPath(key, fact))));
+  async function read(key: JobKey, facts?: readonly FactName[]): Promise<JobRecord> {
+    return readRecord(key, (fact) => readRaw(toFile(factPath(key, fact))), facts);
   }
 
   return {

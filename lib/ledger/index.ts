@@ -26,7 +26,7 @@ function loadOnFirstUse(token: string): Ledger {
   const ledger = (): Promise<Ledger> => (loading ??= import('./blob-ledger.js').then(({ createBlobLedger }) => createBlobLedger({ token })));
   return {
     latest: async (itemId) => (await ledger()).latest(itemId),
-    read: async (key) => (await ledger()).read(key),
+    read: async (key, facts) => (await ledger()).read(key, facts),
     claim: async (key, fact, value) => (await ledger()).claim(key, fact, value),
     check: async () => (await ledger()).check(),
     markSlot: async (key, model) => (await ledger()).markSlot(key, model),

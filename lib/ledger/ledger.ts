@@ -49,6 +49,11 @@ const factSchemas = {
     video_storage_path: z.string().optional(),
     error_message: z.string().optional(),
     veo_operation_id: z.string().optional(),
+    /**
+     * Size of the video, on a completed report claimed right after its upload: that claim is
+     * also the upload's record (`uploaded` facts are only in ledgers written before).
+     */
+    video_bytes: z.number().int().nonnegative().optional(),
     /** What the attempt cost, all its generations together (absent in ledgers written before). */
     credits: z.number().nonnegative().optional(),
     credits_source: z.enum(CREDITS_SOURCES).optional(),
@@ -79,6 +84,12 @@ const factSchemas = {
 export type FactName = keyof typeof factSchemas;
 export type Fact<N extends FactName> = z.infer<(typeof factSchemas)[N]>;
 const FACT_NAMES = Object.keys(factSchemas) as FactName[];
+
+/**
+ * The facts that close an attempt: a step that finds either does nothing more (but make sure a
+ * claimed report lands). Steps that only need to know whether to go on read just these.
+ */
+export const CLOSING_FACTS: readonly FactName[] = ['reported', 'abandoned'];
 
 /** What the ledger knows of one lease attempt of one item (or of one generation of it). */
 export type JobRecord = {
@@ -119,8 +130,11 @@ export interface SlotsView {
 export interface Ledger {
   /** The newest attempt recorded for the item, or undefined when there is none. */
   latest(itemId: string): Promise<JobRecord | undefined>;
-  /** All facts of one attempt, read fresh (never from a cache). */
-  read(key: JobKey): Promise<JobRecord>;
+  /**
+   * Facts of one attempt, read fresh (never from a cache): all of them, or only `facts`
+   * (each fact is one read; with Vercel Blob, one metered operation).
+   */
+  read(key: JobKey, facts?: readonly FactName[]): Promise<JobRecord>;
   /**
    * Writes a fact if it is absent. Resolves true when this call wrote it, false when
    * it was already there (another delivery won); the existing value is left alone.
@@ -143,6 +157,17 @@ export interface Ledger {
    * number of items. Older markers (their job died without clearing them) are dropped.
    */
   slots(sinceMs: number): Promise<SlotsView>;
+}
+
+/**
+ * Where the attempt's video is stored, when the ledger knows one is: its `uploaded` fact, or
+ * the claim of a completed report (claimed right after the upload, before it is sent).
+ */
+export function storedVideoOf(record: JobRecord): Fact<'uploaded'> | undefined {
+  if (record.uploaded) return record.uploaded;
+  const report = record.reported;
+  if (report?.status !== 'completed' || report.video_storage_path === undefined) return undefined;
+  return { storage_path: report.video_storage_path, bytes: report.video_bytes ?? 0, at: report.at };
 }
 
 /** Item ids come from the app; keep them safe as path segments. */
@@ -232,13 +257,14 @@ export function parseAttempt(segment: string): number | undefined {
   return Number.isSafeInteger(attempt) ? attempt : undefined;
 }
 
-/** Reads every fact of one attempt (in parallel) through `readRaw`; corrupt facts count as absent. */
+/** Reads the facts of one attempt (all, or `facts`) in parallel through `readRaw`; corrupt facts count as absent. */
 export async function readRecord(
   key: JobKey,
   readRaw: (fact: FactName) => Promise<unknown>,
+  facts: readonly FactName[] = FACT_NAMES,
 ): Promise<JobRecord> {
   const values = await Promise.all(
-    FACT_NAMES.map(async (fact) => [fact, parseFact(fact, await readRaw(fact))] as const),
+    facts.map(async (fact) => [fact, parseFact(fact, await readRaw(fact))] as const),
   );
   const record: { -readonly [N in FactName]?: Fact<N> } = {};
   for (const [fact, value] of values) {

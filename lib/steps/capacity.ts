@@ -6,7 +6,8 @@ import type { SlotMarker } from '../ledger/ledger.js';
 /**
  * What Runway can start now, per model: its limit (cached about a minute) minus this
  * worker's generations in flight (one listing of the ledger's slot markers), paused while a
- * task of ours is seen THROTTLED. Read once per cron-poll run, before anything is leased.
+ * task of ours is seen THROTTLED. Read once per cron-poll run, after its first lease (an
+ * idle run reads nothing).
  */
 
 export interface CapacityPlan {

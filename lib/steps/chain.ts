@@ -19,10 +19,11 @@ export async function publishPoll(deps: Deps, job: Job, delaySeconds: number, de
   await deps.queue.publish({ path: '/api/runway-callback', body: { job }, delaySeconds, deduplicationId: dedupId });
 }
 
-export async function publishUpload(deps: Deps, job: Job, outputUrl?: string, dedupId = uploadDedupId(job)): Promise<void> {
+/** `credits`: Runway's `cost.credits` on the succeeded task, when the caller saw it. */
+export async function publishUpload(deps: Deps, job: Job, outputUrl?: string, dedupId = uploadDedupId(job), credits?: number): Promise<void> {
   await deps.queue.publish({
     path: '/api/step-upload',
-    body: { job, ...(outputUrl ? { output_url: outputUrl } : {}) },
+    body: { job, ...(outputUrl ? { output_url: outputUrl } : {}), ...(credits === undefined ? {} : { credits }) },
     delaySeconds: 0,
     deduplicationId: dedupId,
   });

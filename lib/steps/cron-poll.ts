@@ -1,3 +1,4 @@
+import type { LeaseAnswer } from '../clients/app-api.js';
 import { deduplicationId } from '../clients/queue.js';
 import { capacityDrainDelaySeconds } from '../decide/capacity.js';
 import type { Deps } from '../deps.js';
@@ -13,7 +14,7 @@ import {
   type CapacitySummary,
   type SlotGate,
 } from './capacity.js';
-import { submitTask, type SubmitOutcome } from './submit-task.js';
+import { submitTask, type GiveBack, type SubmitOutcome } from './submit-task.js';
 
 /**
  * cron-poll: lease up to N tasks, a few at a time, while the time budget lasts; stop at
@@ -22,7 +23,21 @@ import { submitTask, type SubmitOutcome } from './submit-task.js';
  */
 
 export const LEASE_CONCURRENCY = 3;
-export const DRAIN_DELAY_SECONDS = 5;
+/**
+ * Wait before the next run when this one stopped at its cap: the queue most likely holds
+ * more, and nothing is gained by waiting (each run costs one message whatever the delay).
+ * One second is QStash's smallest delay. `npm run bench` (pickup): a burst of 50 items was
+ * all at Runway within p95 21.3 s with 5 s here, see the README's figures for this value.
+ */
+export const DRAIN_DELAY_SECONDS = 1;
+/**
+ * Drain continuations published within one window of this length share a deduplication id,
+ * so overlapping runs do not multiply. Never longer than the shortest drain delay: the next
+ * run of one chain must fall into a later window.
+ */
+export const DRAIN_DEDUP_WINDOW_MS = DRAIN_DELAY_SECONDS * 1000;
+/** Shortest wait before looking again when leasing stopped for want of Runway slots. */
+export const CAPACITY_DRAIN_MIN_SECONDS = 5;
 /**
  * Stop leasing new tasks after this long. A task already leased can still take a few
  * bounded calls (presign, photo, create: about 100 s at worst), all inside the function's
@@ -107,6 +122,21 @@ export interface CronPollOptions {
  */
 const turns = new WeakMap<Deps, Promise<unknown>>();
 
+/** How long a run that stopped for want of a Runway slot makes the next runs plan before they lease. */
+export const FULL_MEMORY_MS = 120_000;
+/** When a run of this process last stopped for want of a Runway slot. */
+const fullAt = new WeakMap<Deps, number>();
+
+function recentlyFull(deps: Deps): boolean {
+  const at = fullAt.get(deps);
+  return at !== undefined && deps.now() - at < FULL_MEMORY_MS;
+}
+
+function rememberFull(deps: Deps, atMs: number | undefined): void {
+  if (atMs === undefined) fullAt.delete(deps);
+  else fullAt.set(deps, atMs);
+}
+
 export function runCronPoll(deps: Deps, options: CronPollOptions = {}): Promise<CronPollSummary> {
   const run = (turns.get(deps) ?? Promise.resolve())
     .catch(() => undefined)
@@ -124,9 +154,37 @@ async function leaseAndSubmit(deps: Deps, options: CronPollOptions): Promise<Cro
   let stopped: StopReason | undefined;
   const log = deps.log.child({ step: 'cron-poll' });
 
+  const defaultModel = deps.config.runwayModel;
+  // Items given back are released once leasing is over, so no lease of this run takes one straight back.
+  const givenBack: { itemId: string; why: string }[] = [];
+  const giveBack: GiveBack = (itemId, why) => {
+    givenBack.push({ itemId, why });
+    return Promise.resolve();
+  };
+
+  /** One lease; undefined when leasing stops (the queue is idle, or the app failed). */
+  const lease = async (): Promise<Exclude<LeaseAnswer, { kind: 'idle' }> | undefined> => {
+    leases++;
+    let answer: LeaseAnswer;
+    try {
+      answer = await deps.app.nextTask(deps.config.leaseDurationSeconds);
+    } catch (error) {
+      leases--;
+      stopped ??= 'app-error';
+      log.error({ err: describeError(error) }, 'next-task failed: stopping this run');
+      return undefined;
+    }
+    if (answer.kind === 'idle') {
+      leases--;
+      stopped ??= 'idle';
+      return undefined;
+    }
+    return answer;
+  };
+
   let plan: CapacityPlan | undefined;
   let gate: SlotGate = UNLIMITED_GATE;
-  if (deps.backpressure && limit > 0) {
+  const makePlan = async (): Promise<void> => {
     try {
       plan = await planCapacity(deps);
       gate = createSlotGate(plan);
@@ -135,46 +193,47 @@ async function leaseAndSubmit(deps: Deps, options: CronPollOptions): Promise<Cro
       log.error({ err: describeError(error) }, 'could not count the Runway generations in flight: leasing nothing');
       stopped = 'ledger-error';
     }
-  }
-  const defaultModel = deps.config.runwayModel;
-  // Items given back are released once leasing is over, so no lease of this run takes one straight back.
-  const givenBack: { itemId: string; why: string }[] = [];
-  const giveBack = (itemId: string, why: string): Promise<void> => {
-    givenBack.push({ itemId, why });
-    return Promise.resolve();
+  };
+  // Usually the first lease comes first: an idle queue then costs one call to the app and
+  // nothing more (no Runway limits, no ledger listing). When Runway is likely full (a drain
+  // run, or the last run stopped for want of a slot) the plan comes first, so no item is
+  // leased only to be given back.
+  if (deps.backpressure && limit > 0 && (options.drain === true || recentlyFull(deps))) await makePlan();
+  const first = limit > 0 && stopped === undefined && plan === undefined ? await lease() : undefined;
+  if (first !== undefined && deps.backpressure && plan === undefined) await makePlan();
+  const preleased = first === undefined ? [] : [first];
+  /** The first lease, given back untouched when the run cannot take it on. */
+  let handedBack = 0;
+  const handBack = async (itemId: string, why: string): Promise<void> => {
+    await giveBack(itemId, why);
+    items.push({ item_id: itemId, outcome: 'released', detail: why });
+    handedBack++;
   };
 
   const worker = async (): Promise<void> => {
     for (;;) {
-      if (stopped) return;
-      if (leases >= limit) {
+      let answer = preleased.shift();
+      if (stopped) {
+        if (answer?.kind === 'task') await handBack(answer.task.item_id, `leasing stopped (${stopped})`);
+        return;
+      }
+      if (answer === undefined && leases >= limit) {
         stopped = 'cap';
         return;
       }
-      if (deps.now() - started > budgetMs) {
+      if (answer === undefined && deps.now() - started > budgetMs) {
         stopped = 'budget';
         return;
       }
       if (!gate.take(defaultModel)) {
         stopped = 'capacity';
+        if (answer?.kind === 'task') await handBack(answer.task.item_id, `runway: no free ${defaultModel} slot now`);
         return;
       }
       const slot = slotHolder(gate, defaultModel);
-      leases++;
-      let answer;
-      try {
-        answer = await deps.app.nextTask(deps.config.leaseDurationSeconds);
-      } catch (error) {
-        leases--;
+      answer ??= await lease();
+      if (answer === undefined) {
         slot.release();
-        stopped ??= 'app-error';
-        log.error({ err: describeError(error) }, 'next-task failed: stopping this run');
-        return;
-      }
-      if (answer.kind === 'idle') {
-        leases--;
-        slot.release();
-        stopped ??= 'idle';
         return;
       }
       if (answer.kind === 'invalid') {
@@ -202,19 +261,21 @@ async function leaseAndSubmit(deps: Deps, options: CronPollOptions): Promise<Cro
   };
 
   await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency ?? LEASE_CONCURRENCY, limit)) }, worker));
-  await Promise.all(givenBack.map(({ itemId, why }) => releaseLease(deps, itemId, why)));
   // Every worker sets a reason before it returns; `?limit=0` stops at the cap at once.
   const stop: StopReason = stopped ?? 'cap';
+  rememberFull(deps, stop === 'capacity' ? deps.now() : undefined);
+  // A first lease handed back untouched is not one the run took on: it starts no drain chain.
+  const delaySeconds = drainDelay(deps, stop, options, items.length > handedBack ? items : [], plan);
+  await Promise.all(givenBack.map(({ itemId, why }) => releaseLease(deps, itemId, why)));
 
   let drainScheduled = false;
-  const delaySeconds = drainDelay(deps, stop, options, items, plan);
   if (delaySeconds !== undefined) {
     try {
       const published = await deps.queue.publish({
         path: '/api/cron-poll',
         body: { reason: 'drain' },
         delaySeconds,
-        deduplicationId: deduplicationId('cron-drain', Math.floor(deps.now() / (DRAIN_DELAY_SECONDS * 1000))),
+        deduplicationId: deduplicationId('cron-drain', Math.floor(deps.now() / DRAIN_DEDUP_WINDOW_MS)),
       });
       drainScheduled = !published.deduplicated;
     } catch (error) {
@@ -265,7 +326,7 @@ function drainDelay(
   return capacityDrainDelaySeconds({
     inFlight: [...(plan?.inFlight ?? []), ...submitted.map((item) => ({ model: item.model ?? '', atMs: now }))],
     nowMs: now,
-    minSeconds: DRAIN_DELAY_SECONDS,
+    minSeconds: CAPACITY_DRAIN_MIN_SECONDS,
     maxSeconds: CAPACITY_DRAIN_MAX_SECONDS,
   });
 }

@@ -21,6 +21,8 @@ export const jobSchema = z.object({
   last_status: z.string().optional(),
   /** A poll has seen the task THROTTLED: it waited for a slot of Runway's concurrency limit. */
   throttled: z.boolean().optional(),
+  /** Runway's `estimatedCost.credits` at create: with `model` and `duration`, what the report needs to price a video without a ledger read. */
+  estimated_credits: z.number().nonnegative().optional(),
   /** 1 for the attempt's first Runway task; a new generation after a transient failure counts up. */
   generation: z.number().int().positive().default(1),
   /** What a new generation needs: the photo to prepare again and the prompt as sent. */
@@ -37,6 +39,8 @@ export const uploadMessageSchema = z.object({
   job: jobSchema,
   /** Runway's signed output URL at the time of SUCCEEDED; fetched again when expired. */
   output_url: z.string().optional(),
+  /** Runway's `cost.credits` on the task at SUCCEEDED, for the report (absent: the ledger says). */
+  credits: z.number().nonnegative().optional(),
 });
 export type UploadMessage = z.infer<typeof uploadMessageSchema>;
 

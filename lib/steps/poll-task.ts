@@ -3,7 +3,7 @@ import { RUNWAY_CANCELLED_MESSAGE, failureMessageOf, runwayFailureMessage, timeo
 import { heartbeatDue, nextPollDelaySeconds, timedOut } from '../decide/poll-schedule.js';
 import type { Deps } from '../deps.js';
 import { isRetryable } from '../errors.js';
-import type { JobKey, JobRecord } from '../ledger/ledger.js';
+import { CLOSING_FACTS, type JobKey } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
 import { abandonJob, releaseSlot } from './lease-ops.js';
@@ -21,7 +21,7 @@ import { publishPoll, publishUpload } from './chain.js';
 const RUNWAY_GONE_MESSAGE = 'runway: the task was cancelled or deleted';
 
 async function handOverToUpload(deps: Deps, job: Job, task: RunwayTask): Promise<StepOutcome> {
-  await publishUpload(deps, { ...job, last_status: task.status }, task.output?.[0]);
+  await publishUpload(deps, { ...job, last_status: task.status }, task.output?.[0], undefined, task.cost?.credits);
   return { kind: 'done', detail: 'succeeded: upload scheduled' };
 }
 
@@ -31,9 +31,9 @@ async function handOverToUpload(deps: Deps, job: Job, task: RunwayTask): Promise
  * the usual first generation priced as estimated at create costs no write. A figure is never
  * worth holding a video back: a write that fails is logged and skipped.
  */
-async function recordCost(deps: Deps, key: JobKey, job: Job, task: RunwayTask, record: JobRecord): Promise<void> {
+async function recordCost(deps: Deps, key: JobKey, job: Job, task: RunwayTask): Promise<void> {
   const credits = task.cost?.credits;
-  if (job.generation === 1 && (credits === undefined || credits === record.task?.estimated_credits)) return;
+  if (job.generation === 1 && (credits === undefined || credits === job.estimated_credits)) return;
   try {
     await deps.ledger.claim(key, 'cost', {
       runway_task_id: task.id,
@@ -73,12 +73,10 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
   const key: JobKey = { itemId: job.item_id, attempt: job.attempt };
   const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'poll' });
 
-  const record = await deps.ledger.read(key);
+  // Whether to go on is all this step asks the ledger: the rest travels in the message.
+  const record = await deps.ledger.read(key, CLOSING_FACTS);
   const closed = await answerIfClosed(deps, key, record);
   if (closed) return closed;
-  if (record.uploaded) {
-    return handOverToUpload(deps, job, { id: job.runway_task_id, status: 'SUCCEEDED' });
-  }
 
   try {
     const task = await deps.runway.getTask(job.runway_task_id);
@@ -88,13 +86,13 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
       await slotFreed(deps, key, job);
       // Past its timeout, the task was most likely cancelled by a delivery that timed it out.
       const message = late ? timeoutMessage(deps.config.runwayTimeoutSeconds, job.last_status, job.throttled === true) : RUNWAY_GONE_MESSAGE;
-      return await reportJobFailed(deps, key, job, message, record);
+      return await reportJobFailed(deps, key, job, message, record, {});
     }
     log.info({ status: task.status, progress: task.progress ?? undefined, polls: job.polls }, 'runway task polled');
     await noteThrottling(deps, job, task.status);
     if (task.status === 'SUCCEEDED') {
       await slotFreed(deps, key, job);
-      await recordCost(deps, key, job, task, record);
+      await recordCost(deps, key, job, task);
       return await handOverToUpload(deps, job, task);
     }
     if (task.status === 'FAILED' || task.status === 'CANCELLED') {
@@ -103,7 +101,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
       log.warn({ status: task.status, failure_code: task.failureCode ?? undefined, credits, generation: job.generation }, 'runway task ended without a video');
       if (regenerationDue(deps, job, task)) return await regenerate(deps, key, job, task, message);
       await slotFreed(deps, key, job);
-      return await reportJobFailed(deps, key, job, message, record, task.cost?.credits);
+      return await reportJobFailed(deps, key, job, message, record, { credits: task.cost?.credits });
     }
 
     if (late) {
@@ -111,7 +109,7 @@ export async function pollTask(deps: Deps, message: PollMessage, delivery: Deliv
       await slotFreed(deps, key, job);
       const message = timeoutMessage(deps.config.runwayTimeoutSeconds, task.status, job.throttled === true);
       log.warn({ status: task.status }, 'runway task timed out: cancelled');
-      return await reportJobFailed(deps, key, job, message, record);
+      return await reportJobFailed(deps, key, job, message, record, {});
     }
 
     let lastHeartbeat = job.last_heartbeat_at;

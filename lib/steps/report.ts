@@ -3,7 +3,9 @@ import { attemptCredits, type Credits } from '../decide/credits.js';
 import { sanitizeMessage } from '../decide/failure-message.js';
 import { REPORT_SENDS, reportSettleMs, type Deps } from '../deps.js';
 import { UpstreamError } from '../errors.js';
-import type { Fact, JobKey, JobRecord } from '../ledger/ledger.js';
+import type { GenerationPriceFacts } from '../decide/credits.js';
+import { storedVideoOf, type Fact, type JobKey, type JobRecord } from '../ledger/ledger.js';
+import type { Job } from './messages.js';
 import { describeError, redactText } from '../log.js';
 import { abandonJob } from './lease-ops.js';
 import { secretsOf } from '../config.js';
@@ -37,15 +39,27 @@ export interface TaskEnding {
   readonly generation: number;
   /** Runway's `cost.credits`, when the task came back with one. */
   readonly credits?: number | undefined;
+  /**
+   * The first generation's price facts as its job message carries them, given only by a step
+   * that saw the task end (so `credits` is all Runway said). For a first generation they are
+   * the whole price: no ledger read.
+   */
+  readonly firstTask?: GenerationPriceFacts['task'];
 }
 
-function factOf(report: Report, at: string, credits: Credits | undefined): ReportedFact {
+/** The price facts of a job's first generation, from its message. */
+export function firstTaskOf(job: Pick<Job, 'model' | 'duration' | 'estimated_credits'>): NonNullable<GenerationPriceFacts['task']> {
+  return { model: job.model, duration: job.duration, estimated_credits: job.estimated_credits };
+}
+
+function factOf(report: Report, at: string, credits: Credits | undefined, videoBytes?: number): ReportedFact {
   return {
     status: report.status,
     at,
     ...(report.video_storage_path === undefined ? {} : { video_storage_path: report.video_storage_path }),
     ...(report.error_message === undefined ? {} : { error_message: report.error_message }),
     ...(report.veo_operation_id === undefined ? {} : { veo_operation_id: report.veo_operation_id }),
+    ...(videoBytes === undefined ? {} : { video_bytes: videoBytes }),
     ...(credits === undefined ? {} : { credits: credits.credits, credits_source: credits.source }),
   };
 }
@@ -63,7 +77,11 @@ function creditsOfFact(fact: ReportedFact): Credits | undefined {
  */
 export async function creditsOfAttempt(deps: Deps, key: JobKey, record?: JobRecord, ending?: TaskEnding): Promise<Credits | undefined> {
   try {
-    const own = record ?? (await deps.ledger.read(key));
+    if (ending?.generation === 1 && ending.firstTask !== undefined) {
+      return attemptCredits([{ task: ending.firstTask }], ending.credits, deps.config.runwayAudio).total;
+    }
+    // Every attempt's first fact is `submitting`: a record without it was read in part.
+    const own = record?.submitting !== undefined ? record : await deps.ledger.read(key);
     const count = ending?.generation ?? own.cost?.generation ?? 1;
     const lastCredits = ending?.credits ?? (own.cost?.generation === count ? own.cost.credits : undefined);
     const later = await Promise.all(
@@ -153,15 +171,22 @@ async function sendRound(deps: Deps, key: JobKey, report: Report, round: number,
  * Claims and sends the attempt's report. `ending` is how its last Runway task ended, when the
  * caller has just seen it (the report then names what that task cost).
  */
-export async function sendReport(deps: Deps, key: JobKey, report: Report, record?: JobRecord, ending?: TaskEnding): Promise<ReportResult> {
+export async function sendReport(
+  deps: Deps,
+  key: JobKey,
+  report: Report,
+  record?: JobRecord,
+  ending?: TaskEnding,
+  videoBytes?: number,
+): Promise<ReportResult> {
   const current = record ?? (await deps.ledger.read(key));
-  if (report.status === 'failed' && current.uploaded) return { kind: 'refused-after-upload' };
+  if (report.status === 'failed' && storedVideoOf(current)) return { kind: 'refused-after-upload' };
   const safe: Report =
     report.error_message === undefined
       ? report
       : { ...report, error_message: sanitizeMessage(redactText(report.error_message, secretsOf(deps.config))) };
   const credits = await creditsOfAttempt(deps, key, current, ending);
-  const won = await deps.ledger.claim(key, 'reported', factOf(safe, new Date(deps.now()).toISOString(), credits));
+  const won = await deps.ledger.claim(key, 'reported', factOf(safe, new Date(deps.now()).toISOString(), credits, videoBytes));
   if (!won) return settleClaimedReport(deps, key, await deps.ledger.read(key));
   return sendRound(deps, key, safe, 1, credits);
 }
@@ -247,7 +272,8 @@ export function outcomeOfReport(result: ReportResult, onReported: StepOutcome): 
  * `completed` report, which the app applies only when the object exists (contract §1.4) and
  * which is harmless to repeat. Used when an upload presign is refused because the object
  * may exist (an earlier upload whose answer was lost). On success the ledger records the
- * upload and the report, so every later delivery is done at once.
+ * report (a completed report's claim is also the upload's record), so every later delivery
+ * is done at once.
  */
 export async function reportCompletedIfStored(
   deps: Deps,
@@ -261,9 +287,7 @@ export async function reportCompletedIfStored(
     return result;
   }
   if (result.kind !== 'reported') return result;
-  const at = new Date(deps.now()).toISOString();
-  await deps.ledger.claim(key, 'uploaded', { storage_path: report.video_storage_path, bytes: 0, at });
-  await deps.ledger.claim(key, 'reported', factOf(report, at, credits));
+  await deps.ledger.claim(key, 'reported', factOf(report, new Date(deps.now()).toISOString(), credits));
   return result;
 }
 
@@ -279,17 +303,19 @@ export async function answerIfClosed(deps: Deps, key: JobKey, record: JobRecord)
 
 /**
  * Reports a job failed, naming its Runway task, and maps the result for the step: a report
- * that went out ends the message for good (489); anything else is settled as usual.
+ * that went out ends the message for good (489); anything else is settled as usual. `seen`:
+ * the caller saw how the task ended (with Runway's figure, if it named one).
  */
 export async function reportJobFailed(
   deps: Deps,
   key: JobKey,
-  job: { readonly item_id: string; readonly runway_task_id: string; readonly generation?: number },
+  job: Job,
   message: string,
   record?: JobRecord,
-  finalCredits?: number,
+  seen?: { readonly credits?: number | undefined },
 ): Promise<StepOutcome> {
   const report: Report = { item_id: job.item_id, status: 'failed', error_message: message, veo_operation_id: job.runway_task_id };
-  const ending: TaskEnding | undefined = job.generation === undefined ? undefined : { generation: job.generation, credits: finalCredits };
+  const ending: TaskEnding =
+    seen === undefined ? { generation: job.generation } : { generation: job.generation, credits: seen.credits, firstTask: firstTaskOf(job) };
   return outcomeOfReport(await sendReport(deps, key, report, record, ending), { kind: 'stop', detail: `reported failed: ${message}` });
 }

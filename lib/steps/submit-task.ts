@@ -6,7 +6,7 @@ import { resolveProvider } from '../decide/models.js';
 import { preparePrompt } from '../decide/prompt.js';
 import type { Deps } from '../deps.js';
 import { PermanentError, UpstreamError } from '../errors.js';
-import type { Fact, JobKey, JobRecord } from '../ledger/ledger.js';
+import { storedVideoOf, type Fact, type JobKey, type JobRecord } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
 import { firstPollDelay, publishPoll, publishUpload, resumeDedupId } from './chain.js';
 import { isPhotoNotFound, PHOTO_NOT_FOUND_MESSAGE, prepareGeneration } from './generation.js';
@@ -140,11 +140,12 @@ async function resume(deps: Deps, key: JobKey, record: JobRecord, leased: Leased
     last_heartbeat_at: now,
     polls: 0,
     generation,
+    ...(task.estimated_credits === undefined ? {} : { estimated_credits: task.estimated_credits }),
     // The task is paid for: it is polled even when this lease names no photo; a new
     // generation then has nothing to start from.
     ...(leased.photo_storage_path ? { source: sourceOf(leased.photo_storage_path, model, leased.prompt) } : {}),
   };
-  if (record.uploaded) {
+  if (storedVideoOf(record)) {
     await publishUpload(deps, job, undefined, resumeDedupId(job, 'upload', now));
     return { kind: 'resumed', itemId: key.itemId, detail: 'video already uploaded: reporting' };
   }
@@ -182,13 +183,19 @@ export async function submitTask(deps: Deps, task: LeasedTask, options: SubmitOp
   if (provider.warning) log.warn({ provider: task.inference_provider }, provider.warning);
   const model = provider.model;
 
+  const admitted = admit(model);
+  // An item seen for the first time: claiming its first attempt is the whole ledger lookup.
+  const first: JobKey = { itemId, attempt: 1 };
+  if (admitted && (await claimSubmission(deps, first))) {
+    return startGeneration(deps, { task, key: first, model, streak: NO_STREAK, giveBack });
+  }
   const { attempt, open, streak } = attemptFor(await deps.ledger.latest(itemId));
   const key: JobKey = { itemId, attempt };
   if (open) {
     const resumed = await resume(deps, key, open, task);
     if (resumed) return resumed;
   }
-  if (!admit(model)) {
+  if (!admitted) {
     // Known only now that the task names its model: give it back untouched for a later run.
     await giveBack(itemId, `no free Runway slot for ${model}`);
     return { kind: 'released', itemId, detail: `runway: no free ${model} slot now`, stopLeasing: 'capacity' };
@@ -206,11 +213,25 @@ interface NewSubmission {
   readonly giveBack: GiveBack;
 }
 
+/**
+ * Claims the right to create the attempt's Runway task. Every attempt's ledger starts with
+ * this fact, so a claim that wins on attempt 1 also says the item has no history.
+ */
+function claimSubmission(deps: Deps, key: JobKey): Promise<boolean> {
+  return deps.ledger.claim(key, 'submitting', { at: new Date(deps.now()).toISOString() });
+}
+
 async function submitNew(deps: Deps, submission: NewSubmission): Promise<SubmitOutcome> {
-  const { key, model } = submission;
-  if (!(await deps.ledger.claim(key, 'submitting', { at: new Date(deps.now()).toISOString() }))) {
+  const { key } = submission;
+  if (!(await claimSubmission(deps, key))) {
     return { kind: 'skipped', itemId: key.itemId, detail: 'another delivery is submitting this item' };
   }
+  return startGeneration(deps, submission);
+}
+
+/** The submission is claimed: one Runway task, holding one of the model's slots. */
+async function startGeneration(deps: Deps, submission: NewSubmission): Promise<SubmitOutcome> {
+  const { key, model } = submission;
   // The slot is marked taken before the create, so a cron-poll run that counts meanwhile
   // sees it; freed again unless a task came of it.
   await markSlot(deps, key, model);
@@ -302,6 +323,7 @@ async function recordAndPoll(deps: Deps, key: JobKey, created: CreatedGeneration
     last_heartbeat_at: now,
     polls: 0,
     generation: 1,
+    ...(created.estimatedCredits === undefined ? {} : { estimated_credits: created.estimatedCredits }),
     source: created.source,
   };
   const log = deps.log.child({ item_id: key.itemId, runway_task_id: created.id, step: 'submit' });

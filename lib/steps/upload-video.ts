@@ -4,18 +4,18 @@ import type { Deps } from '../deps.js';
 import { failureMessageOf } from '../decide/failure-message.js';
 import { assertAllowedUrl } from '../url-policy.js';
 import { PermanentError, UpstreamError, isRetryable } from '../errors.js';
-import type { JobKey, JobRecord } from '../ledger/ledger.js';
+import { CLOSING_FACTS, storedVideoOf, type JobKey, type JobRecord } from '../ledger/ledger.js';
 import { describeError } from '../log.js';
 import type { StepOutcome } from '../outcome.js';
 import { abandonJob } from './lease-ops.js';
 import type { Delivery, Job, UploadMessage } from './messages.js';
-import { answerIfClosed, outcomeOfReport, reportCompletedIfStored, reportJobFailed, sendReport } from './report.js';
+import { answerIfClosed, firstTaskOf, outcomeOfReport, reportCompletedIfStored, reportJobFailed, sendReport, type TaskEnding } from './report.js';
 
 /**
  * step-upload: Runway output → Supabase signed upload URL, streamed, then the
  * `completed` report (design §2). Upsert is off in storage, so a video is uploaded once
- * per item; the ledger's `uploaded` fact lets every later delivery go straight to the
- * report.
+ * per item. The completed report is claimed in the ledger as soon as the video is stored:
+ * that claim is the upload's record, and lets every later delivery go straight to the report.
  */
 
 /** Where the app puts an item's video (contract §1.2). */
@@ -81,14 +81,30 @@ async function uploadOnce(deps: Deps, job: Job, outputUrl: string | undefined): 
   }
 }
 
-async function reportCompleted(deps: Deps, key: JobKey, job: Job, storagePath: string, record?: JobRecord): Promise<StepOutcome> {
+/** What the step knows of how the task ended: enough to price a first generation without the ledger. */
+function endingOf(message: UploadMessage): TaskEnding | undefined {
+  const { job, credits } = message;
+  return credits === undefined ? undefined : { generation: job.generation, credits, firstTask: firstTaskOf(job) };
+}
+
+/** Claims the completed report (the upload's record) and sends it. */
+async function reportCompleted(
+  deps: Deps,
+  key: JobKey,
+  message: UploadMessage,
+  stored: { readonly storagePath: string; readonly bytes?: number },
+  record?: JobRecord,
+): Promise<StepOutcome> {
+  const { job } = message;
   const result = await sendReport(
     deps,
     key,
-    { item_id: job.item_id, status: 'completed', video_storage_path: storagePath, veo_operation_id: job.runway_task_id },
+    { item_id: job.item_id, status: 'completed', video_storage_path: stored.storagePath, veo_operation_id: job.runway_task_id },
     record,
+    endingOf(message),
+    stored.bytes,
   );
-  return outcomeOfReport(result, { kind: 'done', detail: `completed: ${storagePath}` });
+  return outcomeOfReport(result, { kind: 'done', detail: `completed: ${stored.storagePath}` });
 }
 
 /**
@@ -96,13 +112,15 @@ async function reportCompleted(deps: Deps, key: JobKey, job: Job, storagePath: s
  * delivery's upload may have landed without being recorded (its answer was lost). Ask the
  * app; undefined when it finds no video (the refusal was a passing failure after all).
  */
-async function completedIfStored(deps: Deps, key: JobKey, job: Job): Promise<StepOutcome | undefined> {
+async function completedIfStored(deps: Deps, key: JobKey, message: UploadMessage): Promise<StepOutcome | undefined> {
+  const { job } = message;
   // A duplicate delivery may have stored the video (so the presign is refused) and recorded
   // it meanwhile: then its report is the one, and is only settled here, never sent twice.
   const current = await deps.ledger.read(key);
   const closed = await answerIfClosed(deps, key, current);
   if (closed) return closed;
-  if (current.uploaded) return reportCompleted(deps, key, job, current.uploaded.storage_path, current);
+  // An `uploaded` fact of a ledger written before: the video is stored, its report not claimed.
+  if (current.uploaded) return reportCompleted(deps, key, message, { storagePath: current.uploaded.storage_path }, current);
   const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'upload' });
   log.warn('upload presign refused: the video may already be stored; asking the app with the completed report');
   let result;
@@ -126,13 +144,12 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
   const key: JobKey = { itemId: job.item_id, attempt: job.attempt };
   const log = deps.log.child({ item_id: job.item_id, runway_task_id: job.runway_task_id, step: 'upload' });
 
-  const record = await deps.ledger.read(key);
+  // A stored video shows as the claim of its completed report, one of the closing facts.
+  const record = await deps.ledger.read(key, CLOSING_FACTS);
   const closed = await answerIfClosed(deps, key, record);
   if (closed) return closed;
 
   try {
-    if (record.uploaded) return await reportCompleted(deps, key, job, record.uploaded.storage_path, record);
-
     const lease = await deps.app.heartbeat(job.item_id, deps.config.leaseDurationSeconds);
     if (lease.kind === 'lost') {
       await abandonJob(deps, key, undefined, 'lease lost before upload');
@@ -155,16 +172,11 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
     }
     // 'duplicate' means an earlier delivery's upload landed: the video is there.
     const bytes = verdict.kind === 'stored' ? result.bytes : 0;
-    await deps.ledger.claim(key, 'uploaded', {
-      storage_path: result.storagePath,
-      bytes,
-      at: new Date(deps.now()).toISOString(),
-    });
     log.info({ bytes, duration_ms: deps.now() - started, storage_path: result.storagePath, verdict: verdict.kind }, 'video uploaded');
-    return await reportCompleted(deps, key, job, result.storagePath);
+    return await reportCompleted(deps, key, message, { storagePath: result.storagePath, bytes }, record);
   } catch (error) {
     if (error instanceof UpstreamError && error.code === VIDEO_MAY_EXIST) {
-      const stored = await completedIfStored(deps, key, job);
+      const stored = await completedIfStored(deps, key, message);
       if (stored) return stored;
     }
     if (isRetryable(error) && !delivery.last) {
@@ -172,7 +184,7 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
       return { kind: 'retry', detail: failureMessageOf(error) };
     }
     const current = await deps.ledger.read(key);
-    if (current.uploaded) {
+    if (storedVideoOf(current)) {
       // Never `failed` after an upload: keep asking for the completed report (the handler
       // continues with a new message once QStash's own retries are spent).
       log.error({ err: describeError(error) }, 'the report after the upload failed: trying again');
@@ -180,6 +192,6 @@ export async function uploadVideo(deps: Deps, message: UploadMessage, delivery: 
     }
     const failure = failureMessageOf(error);
     log.error({ err: describeError(error), last_delivery: delivery.last }, 'upload failed for good');
-    return reportJobFailed(deps, key, job, failure, current);
+    return reportJobFailed(deps, key, job, failure, current, message.credits === undefined ? undefined : { credits: message.credits });
   }
 }

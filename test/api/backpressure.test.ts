@@ -215,14 +215,24 @@ describe('a task that waited THROTTLED and then ran out of time', () => {
 });
 
 describe('Runway limits that leave nothing to start today', () => {
-  it('leases nothing when the daily generation cap is used up', async () => {
+  it('gives its first lease back when the daily generation cap is used up, and leases nothing on the runs after', async () => {
     const harness = await startHarness({ items: queue(2), sandbox: { runway: { generationMs: 300, dailyLimit: 0 } } });
 
     const summary = await cron(harness);
 
-    expect(summary).toMatchObject({ leased: 0, stopped: 'capacity' });
+    // The first lease comes before the plan (an idle queue costs nothing else): given back untouched.
+    expect(summary).toMatchObject({ leased: 1, released: 1, submitted: 0, stopped: 'capacity' });
     expect(summary.capacity?.models['gen4_turbo']).toMatchObject({ free: 0 });
-    expect(harness.appCalls('next-task')).toEqual([]);
+    expect(harness.appCalls('next-task')).toHaveLength(1);
+    expect(harness.appCalls('heartbeat').map((request) => request.json)).toEqual([
+      { item_id: summary.items[0]?.item_id, worker_id: 'runway-worker', extend_seconds: 0 },
+    ]);
+    expect(harness.requests({ service: 'runway', path: '/v1/image_to_video' })).toEqual([]);
+
+    // Runway is known full now: the next run plans before it leases.
+    const mark = harness.mark();
+    expect(await cron(harness)).toMatchObject({ leased: 0, stopped: 'capacity' });
+    expect(harness.appCalls('next-task', mark)).toEqual([]);
   });
 });
 

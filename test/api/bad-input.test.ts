@@ -32,6 +32,7 @@ import {
 } from '../support/extra-stand-in.js';
 import { closeExtraWorkers, startExtraWorker, type ExtraWorker } from '../support/extra-worker.js';
 import { createBodySchema, type CreateBody } from '../support/runway-create.js';
+import { storedVideoOf } from '../../lib/ledger/ledger.js';
 
 afterEach(async () => {
   await closeExtraWorkers();
@@ -425,7 +426,7 @@ const rows: readonly Row[] = [
       const path = `videos/${itemId}.mp4`;
       expect(harness.sandbox.storage.uploadAttempts('generated-videos', path)).toBe(1);
       const record = await harness.runtime.deps.ledger.read({ itemId, attempt: 1 });
-      expect(record.uploaded).toMatchObject({ storage_path: path, bytes: 0 });
+      expect(storedVideoOf(record)).toMatchObject({ storage_path: path, bytes: 0 });
     },
   },
   {

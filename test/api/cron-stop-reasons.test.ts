@@ -1,4 +1,4 @@
-import { mkdtemp, rm, symlink } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { closeExtraWorkers, startExtraWorker } from '../support/extra-worker.js'
 import {
   CRON_SECRET,
   RUNWAY_WORK,
+  WORKER_ID,
   closeHarnesses,
   seedItem,
   silentLogger,
@@ -73,15 +74,16 @@ async function ledgerWithBrokenEntry(entry: 'slots' | 'items'): Promise<string> 
 }
 
 describe('a run over an empty queue', () => {
-  it('stops at the idle answers, having asked Runway only for its limits and published nothing', async () => {
+  it('costs one lease call and nothing else: no Runway limits, no ledger, nothing published', async () => {
     const harness = await startHarness({ items: [] });
 
     const summary = summaryOf(await harness.cron());
 
     expect(summary).toMatchObject({ leased: 0, stopped: 'idle', drain_scheduled: false, items: [] });
-    expect(harness.appCalls('next-task')).toHaveLength(LEASE_CONCURRENCY);
-    expect(harness.requests({ service: 'runway', path: RUNWAY_WORK })).toEqual([]);
+    expect(summary).not.toHaveProperty('capacity');
+    expect(harness.requests()).toEqual([expect.objectContaining({ service: 'app', path: '/worker/next-task' })]);
     expect(harness.messages()).toEqual([]);
+    expect(await readdir(harness.runtime.deps.config.ledgerDir).catch(() => [])).toEqual([]);
   });
 });
 
@@ -109,26 +111,27 @@ describe('a run whose time budget runs out while it leases', () => {
 
     const summary = summaryOf(await worker.cron());
 
-    expect(summary).toMatchObject({ leased: LEASE_CONCURRENCY, submitted: LEASE_CONCURRENCY, stopped: 'budget', drain_scheduled: false });
+    // The run's first lease comes alone; by the time the others would lease, the budget is spent.
+    expect(summary).toMatchObject({ leased: 1, submitted: 1, stopped: 'budget', drain_scheduled: false });
     expect(summary.duration_ms).toBeGreaterThan(CRON_BUDGET_MS);
-    expect(harness.appCalls('next-task')).toHaveLength(LEASE_CONCURRENCY);
-    expect(harness.sandbox.runway.tasks()).toHaveLength(LEASE_CONCURRENCY);
-    expect(worker.messages('/api/runway-callback')).toHaveLength(LEASE_CONCURRENCY);
+    expect(harness.appCalls('next-task')).toHaveLength(1);
+    expect(harness.sandbox.runway.tasks()).toHaveLength(1);
+    expect(worker.messages('/api/runway-callback')).toHaveLength(1);
     expect(worker.messages('/api/cron-poll')).toEqual([]);
-    expect(count(harness, 'pending')).toBe(5 - LEASE_CONCURRENCY);
+    expect(count(harness, 'pending')).toBe(4);
   });
 });
 
 describe('the app failing the lease', () => {
   it('stops the run at the app\'s 500 answers without retrying a lease, leaving the queue as it was', async () => {
     const harness = await startHarness({ items: queue(2) });
-    harness.sandbox.app.failNext('next-task', LEASE_CONCURRENCY);
+    harness.sandbox.app.failNext('next-task', 1);
 
     const summary = summaryOf(await harness.cron());
 
     expect(summary).toMatchObject({ leased: 0, errors: 0, stopped: 'app-error', drain_scheduled: false, items: [] });
-    // One try per lease under way: next-task leases, so a retry could take a second item.
-    expect(harness.appCalls('next-task')).toHaveLength(LEASE_CONCURRENCY);
+    // One try: next-task leases, so a retry could take a second item.
+    expect(harness.appCalls('next-task')).toHaveLength(1);
     expect(harness.appCalls('presign')).toEqual([]);
     expect(harness.requests({ service: 'runway', path: RUNWAY_WORK })).toEqual([]);
     expect(harness.messages()).toEqual([]);
@@ -146,7 +149,7 @@ describe('the app failing the lease', () => {
     const summary = summaryOf(await worker.cron());
 
     expect(summary).toMatchObject({ leased: 0, stopped: 'app-error', items: [] });
-    expect(app.requests().map((request) => request.path)).toEqual(Array.from({ length: LEASE_CONCURRENCY }, () => '/worker/next-task'));
+    expect(app.requests().map((request) => request.path)).toEqual(['/worker/next-task']);
     expect(harness.requests({ service: 'runway', path: RUNWAY_WORK })).toEqual([]);
     expect(worker.messages()).toEqual([]);
     expect(statuses(harness)).toEqual(['pending', 'pending']);
@@ -184,17 +187,32 @@ describe('the app failing the lease', () => {
 });
 
 describe('a ledger that cannot be read', () => {
-  it('leases nothing when the generations in flight cannot be counted', async () => {
+  it('gives its first lease back at once and leases no more when the generations in flight cannot be counted', async () => {
     const harness = await startHarness({ items: queue(2) });
     const worker = await startExtraWorker(harness, { env: { LEDGER_DIR: await ledgerWithBrokenEntry('slots') } });
 
     const summary = summaryOf(await worker.cron());
 
-    expect(summary).toMatchObject({ leased: 0, stopped: 'ledger-error', drain_scheduled: false, items: [] });
+    expect(summary).toMatchObject({ leased: 1, released: 1, submitted: 0, stopped: 'ledger-error', drain_scheduled: false });
+    const [released] = summary.items;
+    expect(released).toEqual({ item_id: expect.any(String) as unknown, outcome: 'released', detail: 'leasing stopped (ledger-error)' });
     expect(summary).not.toHaveProperty('capacity');
-    expect(harness.appCalls('next-task')).toEqual([]);
+    expect(harness.appCalls('next-task')).toHaveLength(1);
+    expect(harness.appCalls('heartbeat').map((call) => call.json)).toEqual([{ item_id: released?.item_id, worker_id: WORKER_ID, extend_seconds: 0 }]);
     expect(harness.requests({ service: 'runway', path: RUNWAY_WORK })).toEqual([]);
     expect(worker.messages()).toEqual([]);
+    expect(count(harness, 'pending')).toBe(1);
+  });
+
+  it('leases nothing on a drain run when the generations in flight cannot be counted', async () => {
+    const harness = await startHarness({ items: queue(2) });
+    const worker = await startExtraWorker(harness, { env: { LEDGER_DIR: await ledgerWithBrokenEntry('slots') } });
+
+    const summary = summaryOf(await worker.deliver('/api/cron-poll', { reason: 'drain' }));
+
+    expect(summary).toMatchObject({ leased: 0, stopped: 'ledger-error', drain_scheduled: false, items: [] });
+    expect(harness.appCalls('next-task')).toEqual([]);
+    expect(harness.requests({ service: 'runway', path: RUNWAY_WORK })).toEqual([]);
     expect(statuses(harness)).toEqual(['pending', 'pending']);
   });
 
@@ -206,7 +224,7 @@ describe('a ledger that cannot be read', () => {
 
     expect(summary).toMatchObject({ leased: LEASE_CONCURRENCY, errors: LEASE_CONCURRENCY, submitted: 0, stopped: 'submit-error' });
     for (const item of summary.items) {
-      expect(item).toEqual({ item_id: expect.any(String) as unknown, outcome: 'error', detail: expect.stringMatching(/^UpstreamError: ledger directory: list .* failed \(ELOOP\)$/) as unknown });
+      expect(item).toEqual({ item_id: expect.any(String) as unknown, outcome: 'error', detail: expect.stringMatching(/^UpstreamError: ledger directory: (mkdir|list) .* failed \(ELOOP\)$/) as unknown });
     }
     expect(harness.appCalls('next-task')).toHaveLength(LEASE_CONCURRENCY);
     expect(harness.appCalls('presign')).toEqual([]);

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { readFixture } from '../../sandbox/seed.js';
-import { CRON_BUDGET_MS, DRAIN_DELAY_SECONDS, LEASE_CONCURRENCY, runCronPoll } from '../../lib/steps/cron-poll.js';
+import { CRON_BUDGET_MS, DRAIN_DEDUP_WINDOW_MS, LEASE_CONCURRENCY, runCronPoll } from '../../lib/steps/cron-poll.js';
 import type { Job } from '../../lib/steps/messages.js';
 import { pollJobs, submit, waitForTaskStatus } from '../support/flow.js';
 import { closeStandIns, startStandIn } from '../support/extra-stand-in.js';
@@ -58,7 +58,7 @@ async function limited(concurrency: Concurrency, items: ReturnType<typeof queue>
   return startHarness({ items, sandbox: { runway: { generationMs: 60_000, concurrency } } });
 }
 
-const drainBucket = (ms: number): number => Math.floor(ms / (DRAIN_DELAY_SECONDS * 1000));
+const drainBucket = (ms: number): number => Math.floor(ms / DRAIN_DEDUP_WINDOW_MS);
 
 describe('a queue behind Runway allowing one gen4_turbo generation at once', () => {
   it('drains on after leasing, not after a cron run that leased nothing, and a drain run waits for the oldest generation in flight', async () => {
@@ -71,14 +71,15 @@ describe('a queue behind Runway allowing one gen4_turbo generation at once', () 
     expect(first).toMatchObject({ leased: 1, submitted: 1, stopped: 'capacity', drain_scheduled: true });
     const [drain] = harness.messages('/api/cron-poll');
     expect(drain?.headers['upstash-delay']).toBe('30s');
-    // One drain per 5 s bucket of the clock: a second run in the same bucket is deduplicated by QStash.
+    // One drain per 1 s bucket of the clock: a second run in the same bucket is deduplicated by QStash.
     const dedupId = drain?.headers['upstash-deduplication-id'] ?? '';
     expect([`cron-drain-${drainBucket(before)}`, `cron-drain-${drainBucket(after)}`]).toContain(dedupId);
 
-    // A cron tick 10 s later (another drain bucket) finds no free slot and leased nothing: no drain.
+    // A cron tick 10 s later (another drain bucket, another process) leases before it plans,
+    // finds no free slot and gives its lease back untouched: it took nothing on, so no drain.
     const tick = await startExtraWorker(harness, { now: () => Date.now() + 10_000 });
     const idle = summaryOf(await tick.cron());
-    expect(idle).toMatchObject({ leased: 0, stopped: 'capacity', drain_scheduled: false });
+    expect(idle).toMatchObject({ leased: 1, released: 1, submitted: 0, stopped: 'capacity', drain_scheduled: false });
     expect(tick.messages()).toEqual([]);
 
     // A drain message 20 s after the generation started keeps the chain going, and waits
@@ -90,7 +91,8 @@ describe('a queue behind Runway allowing one gen4_turbo generation at once', () 
     const chained = drainer.messages('/api/cron-poll');
     expect(chained).toHaveLength(1);
     expect(chained[0]?.headers['upstash-delay']).toMatch(/^2[45]s$/);
-    expect(harness.appCalls('next-task')).toHaveLength(1);
+    // The drain run planned before it leased: the tick's lease is the only one besides the first.
+    expect(harness.appCalls('next-task')).toHaveLength(2);
   });
 });
 
@@ -126,7 +128,8 @@ describe('one lease at a time with one gen4_turbo and one veo3.1 slot, the oldes
     expect(summary).toMatchObject({ leased: 2, submitted: 2, stopped: 'capacity' });
     expect(harness.sandbox.runway.tasks().map((task) => task.model).sort()).toEqual(['gen4_turbo', 'veo3.1']);
 
-    const next = summaryOf(await harness.cron());
+    // A drain run plans before it leases.
+    const next = summaryOf(await harness.deliver('/api/cron-poll', { reason: 'drain' }));
 
     expect(next).toMatchObject({ leased: 0, stopped: 'capacity' });
     expect(next.capacity?.models['gen4_turbo']).toEqual({ limit: 1, in_flight: 1, free: 0, paused: false });

@@ -6,6 +6,7 @@ import type { UploadMessage } from '../../lib/steps/messages.js';
 import { describeRequest, readyToUpload } from '../support/flow.js';
 import { closeHarnesses, WORKER_ID } from '../support/harness.js';
 import { SCRIPTED_FAULT_RATE, scriptedRng } from '../support/scripted-rng.js';
+import { storedVideoOf } from '../../lib/ledger/ledger.js';
 
 /**
  * Only a video is stored as the video: a CDN can answer Runway's output URL with 200 and an
@@ -126,6 +127,6 @@ describe('step-upload with a real video output', () => {
       sha256: harness.sandbox.runway.outputSha256(taskId),
     });
     const record = await harness.runtime.deps.ledger.read({ itemId: ready.itemId, attempt: 1 });
-    expect(record.uploaded?.bytes).toBe(3 * 1024 * 1024 + 5);
+    expect(storedVideoOf(record)?.bytes).toBe(3 * 1024 * 1024 + 5);
   });
 });

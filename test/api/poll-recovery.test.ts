@@ -3,12 +3,13 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sampleVideo } from '../../sandbox/runway-output.js';
 import { throttledPath } from '../../lib/ledger/ledger.js';
-import { pollMessageSchema, uploadMessageSchema, type Job } from '../../lib/steps/messages.js';
+import { pollMessageSchema, type Job } from '../../lib/steps/messages.js';
 import { closeExtraWorkers, startExtraWorker } from '../support/extra-worker.js';
 import { closeStandIns, startStandIn, type StandInOptions } from '../support/extra-stand-in.js';
 import { describeRequest, submit, waitForTaskStatus } from '../support/flow.js';
 import { WORKER_ID, closeHarnesses, seedItem, startHarness, type Harness, type HarnessOptions, type Mark } from '../support/harness.js';
 import { countedRng, SCRIPTED_FAULT_RATE, type CountedRng } from '../support/scripted-rng.js';
+import { reportSettleMs } from '../../lib/deps.js';
 
 afterEach(async () => {
   await closeExtraWorkers();
@@ -175,39 +176,36 @@ describe('runway-callback for a task Runway reports CANCELLED', () => {
   });
 });
 
-describe('runway-callback for a job whose video is already uploaded', () => {
-  it('looks at nothing, hands over to step-upload, which reports completed without uploading again', async () => {
+describe('runway-callback for a job whose video is stored and whose completed report never landed', () => {
+  it('looks at nothing at Runway and uploads nothing: it sends the claimed report again', async () => {
     const item = seedItem('landscape.jpg');
     const harness = await startHarness({ items: [item] });
     const job = await submit(harness, item.item_id);
     await waitForTaskStatus(harness, job.runway_task_id, 'SUCCEEDED');
-    // An upload delivery stored the video and recorded it, then died before its report.
+    // An upload delivery stored the video and claimed its completed report (the upload's
+    // record), then died before the report went out, longer ago than a send round can take.
     const videoPath = `videos/${item.item_id}.mp4`;
     await harness.sandbox.storage.putObject('generated-videos', videoPath, sampleVideo(), 'video/mp4');
-    await harness.runtime.deps.ledger.claim({ itemId: item.item_id, attempt: 1 }, 'uploaded', {
-      storage_path: videoPath,
-      bytes: sampleVideo().length,
-      at: new Date().toISOString(),
+    const claimedAt = new Date(Date.now() - reportSettleMs(harness.runtime.deps.timeouts) - 1_000).toISOString();
+    await harness.runtime.deps.ledger.claim({ itemId: item.item_id, attempt: 1 }, 'reported', {
+      status: 'completed',
+      at: claimedAt,
+      video_storage_path: videoPath,
+      veo_operation_id: job.runway_task_id,
+      video_bytes: sampleVideo().length,
     });
     const mark = harness.mark();
 
     const answer = await harness.deliver(CALLBACK, { job });
 
     expect(answer.status).toBe(200);
-    expect(answer.json).toMatchObject({ outcome: 'done', detail: 'succeeded: upload scheduled' });
-    expect(harness.requests({ since: mark })).toEqual([]);
-    const published = harness.messages(undefined, mark);
-    expect(published.map((message) => message.url)).toEqual([`${harness.url}/api/step-upload`]);
-    const upload = uploadMessageSchema.parse(JSON.parse(published[0]?.body ?? ''));
-    expect(upload).toEqual({ job: { ...job, last_status: 'SUCCEEDED' } });
-
-    const uploaded = await harness.deliver('/api/step-upload', upload);
-
-    expect(uploaded.status).toBe(200);
-    expect(harness.requests({ since: mark }).map(describeRequest)).toEqual(['app POST /worker/report']);
+    expect(answer.json).toMatchObject({ outcome: 'done', detail: 'report re-sent' });
+    // A heartbeat shows the report did not land (the item is still ours); then it is sent.
+    expect(harness.requests({ since: mark }).map(describeRequest)).toEqual(['app POST /worker/heartbeat', 'app POST /worker/report']);
     expect(harness.appCalls('report', mark).map((request) => request.json)).toEqual([
       { item_id: item.item_id, worker_id: WORKER_ID, status: 'completed', video_storage_path: videoPath, veo_operation_id: job.runway_task_id },
     ]);
+    expect(harness.messages(undefined, mark)).toEqual([]);
     expect(harness.sandbox.storage.object('generated-videos', videoPath)?.uploads).toBe(0);
   });
 });

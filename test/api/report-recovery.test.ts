@@ -330,10 +330,20 @@ describe('a poll that fails for good after the video was uploaded', () => {
 });
 
 describe('a completed report the app refuses because it finds no video in storage', () => {
-  /** An item recorded as uploaded whose video is not in storage (yet). */
+  /**
+   * An item whose upload is recorded (its completed report claimed, longer ago than a send
+   * round can take, and never confirmed) while its video is not in storage (yet).
+   */
   async function videoNotThere(): Promise<ReadyToUpload> {
     const ready = await readyToUpload();
-    await ready.harness.runtime.deps.ledger.claim(keyOf(ready), 'uploaded', { storage_path: ready.videoPath, bytes: 1, at: new Date().toISOString() });
+    const at = new Date(Date.now() - reportSettleMs(ready.harness.runtime.deps.timeouts) - 1_000).toISOString();
+    await ready.harness.runtime.deps.ledger.claim(keyOf(ready), 'reported', {
+      status: 'completed',
+      at,
+      video_storage_path: ready.videoPath,
+      veo_operation_id: ready.taskId,
+      video_bytes: 1,
+    });
     return ready;
   }
 
@@ -345,10 +355,11 @@ describe('a completed report the app refuses because it finds no video in storag
 
     expect(answer.status).toBe(503);
     expect(answer.json).toMatchObject({ outcome: 'retry', detail: 'the app finds no video in storage for the completed report' });
-    expect(harness.requests({ since: mark }).map(describeRequest)).toEqual(['app POST /worker/report']);
+    // The heartbeat shows the claimed report never landed: a second round sends it.
+    expect(harness.requests({ since: mark }).map(describeRequest)).toEqual(['app POST /worker/heartbeat', 'app POST /worker/report']);
     expect(reportsSent(ready, mark)).toEqual([completedReport(ready)]);
     expect(harness.sandbox.app.reports(itemId)).toMatchObject([{ status: 'completed', httpStatus: 500, applied: false }]);
-    expect((await harness.runtime.deps.ledger.read(reportRoundKey(keyOf(ready), 1))).abandoned).toBeDefined();
+    expect((await harness.runtime.deps.ledger.read(reportRoundKey(keyOf(ready), 2))).abandoned).toBeDefined();
   });
 
   it('sends the same report again on the next delivery, which lands once the video is there', async () => {

@@ -17,6 +17,7 @@ import {
   RUNWAY_WORK,
 } from '../support/harness.js';
 import { closeExtraWorkers, signedDelivery, startExtraWorker } from '../support/extra-worker.js';
+import { reportSettleMs } from '../../lib/deps.js';
 
 afterEach(async () => {
   await closeExtraWorkers();
@@ -144,7 +145,9 @@ describe('cron-poll leasing an item whose video is already uploaded', () => {
     const videoPath = `videos/${item.item_id}.mp4`;
     await recordTask(harness, key, taskId, new Date(Date.now() - 90_000).toISOString());
     await harness.sandbox.storage.putObject('generated-videos', videoPath, sampleVideo(), 'video/mp4');
-    await harness.runtime.deps.ledger.claim(key, 'uploaded', { storage_path: videoPath, bytes: sampleVideo().length, at: new Date().toISOString() });
+    // The upload's record: its completed report, claimed and never confirmed, longer ago than a send round can take.
+    const claimedAt = new Date(Date.now() - reportSettleMs(harness.runtime.deps.timeouts) - 1_000).toISOString();
+    await harness.runtime.deps.ledger.claim(key, 'reported', { status: 'completed', at: claimedAt, video_storage_path: videoPath, veo_operation_id: taskId });
     const mark = harness.mark();
 
     const summary = await cronSummary(harness);

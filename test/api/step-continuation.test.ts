@@ -19,6 +19,7 @@ import {
   type HarnessOptions,
 } from '../support/harness.js';
 import { mintQStashJwt } from '../support/qstash-jwt.js';
+import { storedVideoOf } from '../../lib/ledger/ledger.js';
 
 afterEach(closeHarnesses);
 
@@ -116,7 +117,7 @@ describe('step-upload whose completed report the app answers 500 to every send',
     expect(harness.sandbox.app.item(itemId)?.status).toBe('processing');
     expect(harness.sandbox.storage.has('generated-videos', videoPath)).toBe(true);
     const record = await harness.runtime.deps.ledger.read({ itemId, attempt: 1 });
-    expect(record.uploaded?.storage_path).toBe(videoPath);
+    expect(storedVideoOf(record)?.storage_path).toBe(videoPath);
     expect(record.reported?.status).toBe('completed');
   });
 

@@ -13,6 +13,7 @@ import {
   type Mark,
 } from '../support/harness.js';
 import { SCRIPTED_FAULT_RATE, scriptedRng } from '../support/scripted-rng.js';
+import { storedVideoOf } from '../../lib/ledger/ledger.js';
 
 afterEach(closeHarnesses);
 
@@ -105,8 +106,10 @@ describe('step-upload for a finished Runway task', () => {
 
     expectOneCompletedReport(ready);
     const record = await ready.harness.runtime.deps.ledger.read({ itemId: ready.itemId, attempt: 1 });
-    expect(record.uploaded).toMatchObject({ storage_path: ready.videoPath, bytes: ready.harness.sandbox.runway.task(ready.taskId)?.outputBytes });
-    expect(record.reported).toMatchObject({ status: 'completed', video_storage_path: ready.videoPath });
+    // The completed report's claim is the upload's record.
+    expect(record.uploaded).toBeUndefined();
+    expect(record.reported).toMatchObject({ status: 'completed', video_storage_path: ready.videoPath, video_bytes: ready.harness.sandbox.runway.task(ready.taskId)?.outputBytes });
+    expect(storedVideoOf(record)).toMatchObject({ storage_path: ready.videoPath, bytes: ready.harness.sandbox.runway.task(ready.taskId)?.outputBytes });
   });
 
   it('uploads once and reports once when the same message is delivered twice', async () => {

@@ -8,6 +8,7 @@ import { readyToUpload as readyFor, type ReadyToUpload } from '../support/flow.j
 import { answerOf, closeHarnesses, WORKER_ID, type Answer, type Harness, type HarnessOptions } from '../support/harness.js';
 import { mintQStashJwt } from '../support/qstash-jwt.js';
 import { SCRIPTED_FAULT_RATE, scriptedRng } from '../support/scripted-rng.js';
+import { storedVideoOf } from '../../lib/ledger/ledger.js';
 
 /**
  * step-upload against a storage that refuses the way Supabase does (contract §6): it checks
@@ -114,7 +115,7 @@ describe('step-upload when another worker stores the video between our presign a
     expect(reports(ready)).toEqual([completedReport(ready)]);
     expect(harness.sandbox.app.item(ready.itemId)?.status).toBe('completed');
     const record = await real.ledger.read({ itemId: ready.itemId, attempt: 1 });
-    expect(record.uploaded).toMatchObject({ storage_path: videoPath, bytes: 0 });
+    expect(storedVideoOf(record)).toMatchObject({ storage_path: videoPath, bytes: 0 });
   });
 });
 
@@ -134,7 +135,7 @@ describe('step-upload when the video is already stored from an earlier delivery'
     expect(reports(ready)).toEqual([completedReport(ready)]);
     // Recorded, so a late duplicate of the message is done at once.
     const record = await harness.runtime.deps.ledger.read({ itemId: ready.itemId, attempt: 1 });
-    expect(record.uploaded).toMatchObject({ storage_path: videoPath });
+    expect(storedVideoOf(record)).toMatchObject({ storage_path: videoPath });
     expect(record.reported).toMatchObject({ status: 'completed', video_storage_path: videoPath });
     expect((await harness.deliver(STEP_UPLOAD, message, { retried: 1 })).status).toBe(200);
     expect(harness.sandbox.app.reports(ready.itemId)).toHaveLength(1);

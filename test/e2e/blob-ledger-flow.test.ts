@@ -54,14 +54,27 @@ describe('the demo items with the job ledger in Vercel Blob (real SDK, loopback 
     const perItem = advanced.filter((request) => !slotListings.includes(request));
     expect(perItem.length).toBeGreaterThan(0);
     expect(perItem.length).toBeLessThanOrEqual(BLOB_ADVANCED_OPS_PER_VIDEO * runtime.items.length);
-    // Two videos: list + submitting + task + slot marker + uploaded + reported; the refused
-    // photo: no upload. Every slot marker is deleted again.
-    expect(perItem.filter((request) => request.operation === 'put')).toHaveLength(5 + 5 + 4);
-    expect(perItem.filter((request) => request.operation === 'list')).toHaveLength(3);
+    // Each item, the refused photo too: submitting + slot marker + task + reported, and no
+    // list (a first claim is the lookup). Every slot marker is deleted again.
+    expect(perItem.filter((request) => request.operation === 'put')).toHaveLength(4 * 3);
+    expect(perItem.filter((request) => request.operation === 'list')).toHaveLength(0);
     expect(fake.counts().del).toBe(3);
     expect([...fake.blobs().keys()].filter((pathname) => pathname.startsWith('slots/'))).toEqual([]);
-    // One listing per cron run: every run asks what is in flight before it leases.
+    // One listing per cron run that leased something; idle runs make no Blob call.
     expect(slotListings.length).toBeGreaterThan(0);
+    expect(slotListings.length).toBeLessThanOrEqual(runtime.items.length);
+  });
+
+  it('reads two facts per poll and per upload, and none to price a video or to take on a new item', () => {
+    const reads = fake.requests().filter((request) => request.operation === 'get');
+    const deliveries = (pathname: string): number =>
+      (runtime.qstash?.messages() ?? [])
+        .filter((message) => new URL(message.url).pathname === pathname)
+        .reduce((sum, message) => sum + message.attempts.length, 0);
+    const steps = deliveries('/api/runway-callback') + deliveries('/api/step-upload');
+    expect(steps).toBeGreaterThanOrEqual(runtime.items.length * 2 - 1);
+    expect(reads.length).toBe(2 * steps);
+    expect(reads.every((request) => /\/(reported|abandoned)\.json$/.test(new URL(request.path, 'http://blob.invalid').pathname))).toBe(true);
   });
 
   it('reads the ledger fresh, never from a cache', () => {

@@ -78,11 +78,11 @@ describe('npm run schedule --url, the first time', () => {
     expect(valueOf(run, 'cron')).toBe('*/10 * * * * (every 10 minutes, UTC)');
   });
 
-  it('prints the daily budget: 144 schedule messages, 2.62 per video, 326 videos within the free 1,000', () => {
+  it('prints the daily budget: 144 schedule messages, 5.83 per video, 146 videos within the free 1,000', () => {
     expect(run.stdout).toContain('QStash messages a day (free tier: 1,000, every delivery counted):');
     expect(valueOf(run, 'schedule')).toBe('144 (every 10 minutes)');
-    expect(valueOf(run, 'per video')).toBe('2.62 (measured: npm run bench, flow_50_qstash_messages_per_item)');
-    expect(valueOf(run, 'videos a day that fit')).toBe('326 ((1,000 − 144) / 2.62)');
+    expect(valueOf(run, 'per video')).toBe('5.83 (measured: npm run bench: 4.73 polls (polls_per_video_mean) + 1 upload + 0.1 drain)');
+    expect(valueOf(run, 'videos a day that fit')).toBe('146 ((1,000 − 144) / 5.83)');
   });
 });
 
@@ -111,7 +111,7 @@ describe('npm run schedule --url, run again', () => {
     expect(qstash.schedules().map((s) => [s.scheduleId, s.cron, s.destination])).toEqual([['runway-worker-cron', '*/5 * * * *', `${DEPLOYMENT}/api/cron-poll`]]);
     expect(run.stdout).toContain(`QStash schedule runway-worker-cron updated at ${qstash.url} (was */10 * * * * → ${DEPLOYMENT}/api/cron-poll)\n`);
     expect(valueOf(run, 'schedule')).toBe('288 (every 5 minutes)');
-    expect(valueOf(run, 'videos a day that fit')).toBe('271 ((1,000 − 288) / 2.62)');
+    expect(valueOf(run, 'videos a day that fit')).toBe('122 ((1,000 − 288) / 5.83)');
   });
 
   it('warns about another schedule that also calls cron-poll', async () => {

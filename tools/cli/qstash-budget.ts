@@ -4,13 +4,15 @@ import type { Cadence } from './cadence.js';
 export const QSTASH_FREE_MESSAGES_PER_DAY = 1_000;
 
 /**
- * QStash messages one video costs end to end (the polls while Runway works, the upload
- * step, and its share of drain messages), as measured by `npm run bench`: its
- * `flow_50_qstash_messages_per_item` line (50 items, sandbox generations of 1 s; runs
- * vary between about 2.5 and 2.9). Update it from there when the flow changes.
+ * QStash messages one video costs end to end, at Runway's real generation times: the polls
+ * while Runway works (`npm run bench`'s `polls_per_video_mean`, 4.73 over simulated 20-180 s
+ * generations), the upload step (1) and its share of drain continuations (1 per
+ * `MAX_TASKS_PER_RUN` = 10 items). The drain bench's `qstash_deliveries_per_video` (about 2.1)
+ * is lower because its 3 s generations are done by the first poll. Update it from there when
+ * the schedule or the flow changes.
  */
-export const QSTASH_MESSAGES_PER_VIDEO = 2.62;
-export const QSTASH_MESSAGES_PER_VIDEO_SOURCE = 'npm run bench, flow_50_qstash_messages_per_item';
+export const QSTASH_MESSAGES_PER_VIDEO = 5.83;
+export const QSTASH_MESSAGES_PER_VIDEO_SOURCE = 'npm run bench: 4.73 polls (polls_per_video_mean) + 1 upload + 0.1 drain';
 
 export interface DailyBudget {
   readonly quota: number;

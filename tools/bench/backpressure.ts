@@ -7,6 +7,7 @@ import { startLocalRuntime } from '../../sandbox/demo/local-runtime.js';
 import type { SandboxApp } from '../../sandbox/app-api.js';
 import type { SeedItem } from '../../sandbox/seed.js';
 import type { Env } from '../../lib/config.js';
+import { DRAIN_DEDUP_WINDOW_MS } from '../../lib/steps/cron-poll.js';
 import type { Print } from './stats.js';
 
 /**
@@ -47,7 +48,7 @@ const SETTINGS: readonly (readonly [name: string, value: string, reason: string]
   [
     'LOCAL_CRON_SECONDS',
     WORKER_ENV.LOCAL_CRON_SECONDS,
-    "the runtime's smallest tick (20 s of production time); the drain chain's 5 s deduplication window is not scaled, so the ticker does most of the draining",
+    `the runtime's smallest tick (20 s of production time); the drain chain's ${DRAIN_DEDUP_WINDOW_MS / 1000} s deduplication window is not scaled, so the ticker does most of the draining`,
   ],
   ['deadline', `${RUN_DEADLINE_MS / 1000} s per run`, 'a stuck run ends with its figures instead of hanging'],
 ];

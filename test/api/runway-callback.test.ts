@@ -318,6 +318,9 @@ describe('runway-callback for a task that succeeded', () => {
     const upload = uploadMessageSchema.parse(JSON.parse(messages[0]?.body ?? ''));
     expect(upload.job).toEqual({ ...job, last_status: 'SUCCEEDED' });
     expect(upload.output_url).toMatch(new RegExp(`^${harness.sandbox.runwayApiUrl}/outputs/${job.runway_task_id}\\.mp4\\?`));
+    // What Runway charged travels to the upload step, which prices the report without a ledger read.
+    expect(upload.credits).toBe(harness.sandbox.runway.task(job.runway_task_id)?.credits);
+    expect(upload.credits).toBe(25);
     expect(harness.sandbox.app.item(job.item_id)?.reports).toEqual([]);
   });
 

@@ -81,7 +81,13 @@ export function capacitySummaryOf(plan: CapacityPlan): CapacitySummary {
  * Holds a slot of the default model while a lease is asked for (the app does not say in
  * advance which model a task wants), then trades it for the task's own model.
  */
-export function slotHolder(gate: SlotGate, reserved: RunwayModel): { admit: (model: RunwayModel) => boolean; release: () => void } {
+/** A slot held for one lease: traded for the task's model by `admit`, given back by `release`. */
+export interface SlotHold {
+  readonly admit: (model: RunwayModel) => boolean;
+  readonly release: () => void;
+}
+
+export function slotHolder(gate: SlotGate, reserved: RunwayModel): SlotHold {
   let holding: RunwayModel | undefined = reserved;
   return {
     admit(model) {

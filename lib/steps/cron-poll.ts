@@ -2,7 +2,7 @@ import type { LeaseAnswer } from '../clients/app-api.js';
 import { deduplicationId } from '../clients/queue.js';
 import { capacityDrainDelaySeconds } from '../decide/capacity.js';
 import type { Deps } from '../deps.js';
-import { describeError } from '../log.js';
+import { describeError, type Logger } from '../log.js';
 import { releaseLease } from './lease-ops.js';
 import {
   capacitySummaryOf,
@@ -13,6 +13,7 @@ import {
   type CapacityPlan,
   type CapacitySummary,
   type SlotGate,
+  type SlotHold,
 } from './capacity.js';
 import { submitTask, type GiveBack, type SubmitOutcome } from './submit-task.js';
 
@@ -145,144 +146,192 @@ export function runCronPoll(deps: Deps, options: CronPollOptions = {}): Promise<
   return run;
 }
 
-async function leaseAndSubmit(deps: Deps, options: CronPollOptions): Promise<CronPollSummary> {
-  const started = deps.now();
-  const limit = Math.max(0, Math.min(options.limit ?? deps.config.maxTasksPerRun, deps.config.maxTasksPerRun));
-  const budgetMs = options.budgetMs ?? CRON_BUDGET_MS;
-  const items: CronPollItem[] = [];
-  let leases = 0;
-  let stopped: StopReason | undefined;
-  const log = deps.log.child({ step: 'cron-poll' });
+/** What one run knows while its lessees work in parallel. */
+interface Run {
+  readonly deps: Deps;
+  readonly log: Logger;
+  readonly started: number;
+  readonly limit: number;
+  readonly budgetMs: number;
+  readonly items: CronPollItem[];
+  /** Items given back are released once leasing is over, so no lease of this run takes one straight back. */
+  readonly givenBack: { itemId: string; why: string }[];
+  leases: number;
+  stopped: StopReason | undefined;
+  /** First leases handed back untouched: not ones the run took on. */
+  handedBack: number;
+  plan: CapacityPlan | undefined;
+  gate: SlotGate;
+}
 
-  const defaultModel = deps.config.runwayModel;
-  // Items given back are released once leasing is over, so no lease of this run takes one straight back.
-  const givenBack: { itemId: string; why: string }[] = [];
-  const giveBack: GiveBack = (itemId, why) => {
-    givenBack.push({ itemId, why });
+type Leased = Exclude<LeaseAnswer, { kind: 'idle' }>;
+
+async function leaseAndSubmit(deps: Deps, options: CronPollOptions): Promise<CronPollSummary> {
+  const run: Run = {
+    deps,
+    log: deps.log.child({ step: 'cron-poll' }),
+    started: deps.now(),
+    limit: Math.max(0, Math.min(options.limit ?? deps.config.maxTasksPerRun, deps.config.maxTasksPerRun)),
+    budgetMs: options.budgetMs ?? CRON_BUDGET_MS,
+    items: [],
+    givenBack: [],
+    leases: 0,
+    stopped: undefined,
+    handedBack: 0,
+    plan: undefined,
+    gate: UNLIMITED_GATE,
+  };
+  const preleased = await openRun(run, options);
+  const lessees = Math.max(1, Math.min(options.concurrency ?? LEASE_CONCURRENCY, run.limit));
+  await Promise.all(Array.from({ length: lessees }, () => lessee(run, preleased)));
+
+  // Every lessee sets a reason before it returns; `?limit=0` stops at the cap at once.
+  const stop: StopReason = run.stopped ?? 'cap';
+  rememberFull(deps, stop === 'capacity' ? deps.now() : undefined);
+  // A first lease handed back untouched is not one the run took on: it starts no drain chain.
+  const delaySeconds = drainDelay(deps, stop, options, run.items.length > run.handedBack ? run.items : [], run.plan);
+  await Promise.all(run.givenBack.map(({ itemId, why }) => releaseLease(deps, itemId, why)));
+  const drainScheduled = delaySeconds === undefined ? false : await scheduleDrain(run, delaySeconds);
+  return summarize(run, stop, drainScheduled);
+}
+
+/**
+ * Usually the first lease comes first: an idle queue then costs one call to the app and
+ * nothing more (no Runway limits, no ledger listing). When Runway is likely full (a drain
+ * run, or the last run stopped for want of a slot) the plan comes first, so no item is
+ * leased only to be given back. Answers the lease taken before the plan, if any.
+ */
+async function openRun(run: Run, options: CronPollOptions): Promise<Leased[]> {
+  const { deps } = run;
+  if (deps.backpressure && run.limit > 0 && (options.drain === true || recentlyFull(deps))) await makePlan(run);
+  const first = run.limit > 0 && run.stopped === undefined && run.plan === undefined ? await lease(run) : undefined;
+  if (first !== undefined && deps.backpressure && run.plan === undefined) await makePlan(run);
+  return first === undefined ? [] : [first];
+}
+
+async function makePlan(run: Run): Promise<void> {
+  try {
+    run.plan = await planCapacity(run.deps);
+    run.gate = createSlotGate(run.plan);
+  } catch (error) {
+    // Without the ledger nothing leased could be claimed: leave every item in the queue.
+    run.log.error({ err: describeError(error) }, 'could not count the Runway generations in flight: leasing nothing');
+    run.stopped = 'ledger-error';
+  }
+}
+
+/** One lease; undefined when leasing stops (the queue is idle, or the app failed). */
+async function lease(run: Run): Promise<Leased | undefined> {
+  run.leases++;
+  let answer: LeaseAnswer;
+  try {
+    answer = await run.deps.app.nextTask(run.deps.config.leaseDurationSeconds);
+  } catch (error) {
+    run.leases--;
+    run.stopped ??= 'app-error';
+    run.log.error({ err: describeError(error) }, 'next-task failed: stopping this run');
+    return undefined;
+  }
+  if (answer.kind === 'idle') {
+    run.leases--;
+    run.stopped ??= 'idle';
+    return undefined;
+  }
+  return answer;
+}
+
+const giveBackOf =
+  (run: Run): GiveBack =>
+  (itemId, why) => {
+    run.givenBack.push({ itemId, why });
     return Promise.resolve();
   };
 
-  /** One lease; undefined when leasing stops (the queue is idle, or the app failed). */
-  const lease = async (): Promise<Exclude<LeaseAnswer, { kind: 'idle' }> | undefined> => {
-    leases++;
-    let answer: LeaseAnswer;
-    try {
-      answer = await deps.app.nextTask(deps.config.leaseDurationSeconds);
-    } catch (error) {
-      leases--;
-      stopped ??= 'app-error';
-      log.error({ err: describeError(error) }, 'next-task failed: stopping this run');
-      return undefined;
-    }
-    if (answer.kind === 'idle') {
-      leases--;
-      stopped ??= 'idle';
-      return undefined;
-    }
-    return answer;
-  };
+/** A lease taken before the plan, given back untouched when the run cannot take it on. */
+async function handBack(run: Run, answer: Leased | undefined, why: string): Promise<void> {
+  if (answer?.kind !== 'task') return;
+  await giveBackOf(run)(answer.task.item_id, why);
+  run.items.push({ item_id: answer.task.item_id, outcome: 'released', detail: why });
+  run.handedBack++;
+}
 
-  let plan: CapacityPlan | undefined;
-  let gate: SlotGate = UNLIMITED_GATE;
-  const makePlan = async (): Promise<void> => {
-    try {
-      plan = await planCapacity(deps);
-      gate = createSlotGate(plan);
-    } catch (error) {
-      // Without the ledger nothing leased could be claimed: leave every item in the queue.
-      log.error({ err: describeError(error) }, 'could not count the Runway generations in flight: leasing nothing');
-      stopped = 'ledger-error';
+/** One of the run's parallel lessees: leases and submits until the run stops. */
+async function lessee(run: Run, preleased: Leased[]): Promise<void> {
+  const { deps } = run;
+  const defaultModel = deps.config.runwayModel;
+  for (;;) {
+    let answer = preleased.shift();
+    if (run.stopped) {
+      await handBack(run, answer, `leasing stopped (${run.stopped})`);
+      return;
     }
-  };
-  // Usually the first lease comes first: an idle queue then costs one call to the app and
-  // nothing more (no Runway limits, no ledger listing). When Runway is likely full (a drain
-  // run, or the last run stopped for want of a slot) the plan comes first, so no item is
-  // leased only to be given back.
-  if (deps.backpressure && limit > 0 && (options.drain === true || recentlyFull(deps))) await makePlan();
-  const first = limit > 0 && stopped === undefined && plan === undefined ? await lease() : undefined;
-  if (first !== undefined && deps.backpressure && plan === undefined) await makePlan();
-  const preleased = first === undefined ? [] : [first];
-  /** The first lease, given back untouched when the run cannot take it on. */
-  let handedBack = 0;
-  const handBack = async (itemId: string, why: string): Promise<void> => {
-    await giveBack(itemId, why);
-    items.push({ item_id: itemId, outcome: 'released', detail: why });
-    handedBack++;
-  };
-
-  const worker = async (): Promise<void> => {
-    for (;;) {
-      let answer = preleased.shift();
-      if (stopped) {
-        if (answer?.kind === 'task') await handBack(answer.task.item_id, `leasing stopped (${stopped})`);
-        return;
-      }
-      if (answer === undefined && leases >= limit) {
-        stopped = 'cap';
-        return;
-      }
-      if (answer === undefined && deps.now() - started > budgetMs) {
-        stopped = 'budget';
-        return;
-      }
-      if (!gate.take(defaultModel)) {
-        stopped = 'capacity';
-        if (answer?.kind === 'task') await handBack(answer.task.item_id, `runway: no free ${defaultModel} slot now`);
-        return;
-      }
-      const slot = slotHolder(gate, defaultModel);
-      answer ??= await lease();
-      if (answer === undefined) {
-        slot.release();
-        return;
-      }
-      if (answer.kind === 'invalid') {
-        slot.release();
-        log.error({ item_id: answer.itemId, problem: answer.problem }, 'the app handed out an unusable task: skipped');
-        items.push({ item_id: answer.itemId ?? null, outcome: 'skipped', detail: `invalid task: ${answer.problem}` });
-        continue;
-      }
-      try {
-        const outcome = await submitTask(deps, answer.task, { admit: slot.admit, giveBack });
-        if (outcome.kind !== 'submitted') slot.release();
-        items.push(itemOf(outcome));
-        // Why leasing stopped matters more than the idle answers other leases got meanwhile.
-        if (outcome.kind === 'released' && outcome.stopLeasing) stopped = outcome.stopLeasing;
-      } catch (error) {
-        slot.release();
-        // The item stays leased; when its lease lapses a later run picks it up and resumes.
-        // Whatever failed (the ledger, QStash) would most likely fail the next items too, and
-        // each would sit leased until its lease lapses: lease no more in this run.
-        stopped ??= 'submit-error';
-        log.error({ item_id: answer.task.item_id, err: describeError(error) }, 'submit failed unexpectedly: stopping this run');
-        items.push({ item_id: answer.task.item_id, outcome: 'error', detail: describeError(error) });
-      }
+    if (answer === undefined && run.leases >= run.limit) {
+      run.stopped = 'cap';
+      return;
     }
-  };
-
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency ?? LEASE_CONCURRENCY, limit)) }, worker));
-  // Every worker sets a reason before it returns; `?limit=0` stops at the cap at once.
-  const stop: StopReason = stopped ?? 'cap';
-  rememberFull(deps, stop === 'capacity' ? deps.now() : undefined);
-  // A first lease handed back untouched is not one the run took on: it starts no drain chain.
-  const delaySeconds = drainDelay(deps, stop, options, items.length > handedBack ? items : [], plan);
-  await Promise.all(givenBack.map(({ itemId, why }) => releaseLease(deps, itemId, why)));
-
-  let drainScheduled = false;
-  if (delaySeconds !== undefined) {
-    try {
-      const published = await deps.queue.publish({
-        path: '/api/cron-poll',
-        body: { reason: 'drain' },
-        delaySeconds,
-        deduplicationId: deduplicationId('cron-drain', Math.floor(deps.now() / DRAIN_DEDUP_WINDOW_MS)),
-      });
-      drainScheduled = !published.deduplicated;
-    } catch (error) {
-      log.warn({ err: describeError(error) }, 'could not schedule the next drain run; the cron will pick up the rest');
+    if (answer === undefined && deps.now() - run.started > run.budgetMs) {
+      run.stopped = 'budget';
+      return;
     }
+    if (!run.gate.take(defaultModel)) {
+      run.stopped = 'capacity';
+      await handBack(run, answer, `runway: no free ${defaultModel} slot now`);
+      return;
+    }
+    const slot = slotHolder(run.gate, defaultModel);
+    answer ??= await lease(run);
+    if (answer === undefined) {
+      slot.release();
+      return;
+    }
+    await takeOn(run, answer, slot);
   }
+}
 
+/** Submits one leased task (or skips an unusable answer), keeping the slot only for a new Runway task. */
+async function takeOn(run: Run, answer: Leased, slot: SlotHold): Promise<void> {
+  const { items, log } = run;
+  if (answer.kind === 'invalid') {
+    slot.release();
+    log.error({ item_id: answer.itemId, problem: answer.problem }, 'the app handed out an unusable task: skipped');
+    items.push({ item_id: answer.itemId ?? null, outcome: 'skipped', detail: `invalid task: ${answer.problem}` });
+    return;
+  }
+  try {
+    const outcome = await submitTask(run.deps, answer.task, { admit: slot.admit, giveBack: giveBackOf(run) });
+    if (outcome.kind !== 'submitted') slot.release();
+    items.push(itemOf(outcome));
+    // Why leasing stopped matters more than the idle answers other leases got meanwhile.
+    if (outcome.kind === 'released' && outcome.stopLeasing) run.stopped = outcome.stopLeasing;
+  } catch (error) {
+    slot.release();
+    // The item stays leased; when its lease lapses a later run picks it up and resumes.
+    // Whatever failed (the ledger, QStash) would most likely fail the next items too, and
+    // each would sit leased until its lease lapses: lease no more in this run.
+    run.stopped ??= 'submit-error';
+    log.error({ item_id: answer.task.item_id, err: describeError(error) }, 'submit failed unexpectedly: stopping this run');
+    items.push({ item_id: answer.task.item_id, outcome: 'error', detail: describeError(error) });
+  }
+}
+
+/** Publishes the next run; true unless QStash dropped it as a duplicate or refused it. */
+async function scheduleDrain(run: Run, delaySeconds: number): Promise<boolean> {
+  try {
+    const published = await run.deps.queue.publish({
+      path: '/api/cron-poll',
+      body: { reason: 'drain' },
+      delaySeconds,
+      deduplicationId: deduplicationId('cron-drain', Math.floor(run.deps.now() / DRAIN_DEDUP_WINDOW_MS)),
+    });
+    return !published.deduplicated;
+  } catch (error) {
+    run.log.warn({ err: describeError(error) }, 'could not schedule the next drain run; the cron will pick up the rest');
+    return false;
+  }
+}
+
+function summarize(run: Run, stop: StopReason, drainScheduled: boolean): CronPollSummary {
+  const { items, plan } = run;
   const count = (kind: CronPollItem['outcome']): number => items.filter((item) => item.outcome === kind).length;
   const summary: CronPollSummary = {
     leased: items.length,
@@ -295,10 +344,10 @@ async function leaseAndSubmit(deps: Deps, options: CronPollOptions): Promise<Cro
     stopped: stop,
     drain_scheduled: drainScheduled,
     ...(plan === undefined ? {} : { capacity: capacitySummaryOf(plan) }),
-    duration_ms: deps.now() - started,
+    duration_ms: run.deps.now() - run.started,
     items,
   };
-  log.info(
+  run.log.info(
     { leased: summary.leased, submitted: summary.submitted, failed: summary.failed, stopped: stop, duration_ms: summary.duration_ms },
     'cron-poll finished',
   );

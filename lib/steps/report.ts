@@ -1,9 +1,8 @@
 import type { Report } from '../clients/app-api.js';
-import { attemptCredits, type Credits } from '../decide/credits.js';
+import { attemptCredits, type Credits, type GenerationPriceFacts } from '../decide/credits.js';
 import { sanitizeMessage } from '../decide/failure-message.js';
 import { REPORT_SENDS, reportSettleMs, type Deps } from '../deps.js';
 import { UpstreamError } from '../errors.js';
-import type { GenerationPriceFacts } from '../decide/credits.js';
 import { storedVideoOf, type Fact, type JobKey, type JobRecord } from '../ledger/ledger.js';
 import type { Job } from './messages.js';
 import { describeError, redactText } from '../log.js';

@@ -1,3 +1,4 @@
+import { BlockList, isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config.js';
@@ -227,9 +228,31 @@ async function checkLedger(deps: Deps): Promise<PreflightReport['ledger']> {
   }
 }
 
-/** QStash, a service on the internet, cannot call a loopback or private address. */
+/**
+ * Addresses no service on the internet can call: loopback, "this network", private
+ * (RFC 1918), carrier-grade NAT, link-local, and IPv6 loopback, unique-local and link-local.
+ */
+const UNREACHABLE_SUBNETS = (() => {
+  const list = new BlockList();
+  for (const [network, prefix] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) {
+    list.addSubnet(network, prefix, 'ipv4');
+  }
+  list.addAddress('::', 'ipv6');
+  list.addAddress('::1', 'ipv6');
+  for (const [network, prefix] of [['fc00::', 7], ['fe80::', 10]] as const) list.addSubnet(network, prefix, 'ipv6');
+  return list;
+})();
+
+/** Names only a local network resolves: a bare host name (a container's), or a local-only suffix. */
+const LOCAL_NAME = /(^[^.]+$)|\.(local|localhost|internal|lan|home\.arpa)$/i;
+
+/** QStash, a service on the internet, cannot call a loopback, private or local-only address. */
 function isUnreachableFromInternet(hostname: string): boolean {
-  return isLoopbackHost(hostname) || hostname === '0.0.0.0' || /^(10|192\.168|172\.(1[6-9]|2\d|3[01]))\./.test(hostname);
+  const host = hostname.replace(/^\[(.*)\]$/, '$1');
+  const family = isIP(host);
+  if (family === 4) return UNREACHABLE_SUBNETS.check(host, 'ipv4');
+  if (family === 6) return UNREACHABLE_SUBNETS.check(host, 'ipv6');
+  return isLoopbackHost(host) || LOCAL_NAME.test(host);
 }
 
 export function checkCallback(config: Pick<Config, 'workerBaseUrl' | 'qstashUrl'>): PreflightCheck {

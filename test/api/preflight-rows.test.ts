@@ -468,6 +468,16 @@ describe('the callback row, for where QStash runs and where it must call', () =>
     'http://172.19.4.4',
     'http://172.25.0.1',
     'http://172.31.255.1',
+    'http://169.254.169.254',
+    'http://100.64.0.1',
+    'http://100.127.255.254',
+    'http://[::1]:3000',
+    'http://[fd12:3456::1]:3000',
+    'http://[fe80::1]:3000',
+    'http://worker:3000',
+    'http://worker.local:3000',
+    'http://api.internal',
+    'http://nas.home.arpa',
   ])('fails when QStash on the internet would have to call %s', (base) => {
     expect(checkCallback({ qstashUrl: publicQStash, workerBaseUrl: base })).toEqual({
       ok: false,
@@ -485,6 +495,11 @@ describe('the callback row, for where QStash runs and where it must call', () =>
     'https://1.10.0.1',
     'https://192.169.1.1',
     'https://1.192.168.1',
+    'https://100.63.255.255',
+    'https://100.128.0.1',
+    'https://169.255.0.1',
+    'https://[2001:db8::1]',
+    'https://worker.example.com',
   ])('passes %s, an address QStash on the internet can reach', (base) => {
     expect(checkCallback({ qstashUrl: publicQStash, workerBaseUrl: base })).toEqual({ ok: true, detail: `QStash calls back ${base}` });
   });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import type { Deps } from '../deps.js';
-import { UpstreamError } from '../errors.js';
+import { PermanentError, UpstreamError } from '../errors.js';
 import { describeError } from '../log.js';
 import { isLoopbackHost } from '../url-policy.js';
 
@@ -12,6 +12,14 @@ import { isLoopbackHost } from '../url-policy.js';
  * thing the worker depends on; a failing row says why and how to fix it. Leases nothing.
  * The report is also what `npm run check --url` reads back, so its schema lives here.
  */
+
+/**
+ * A failed check's detail, for a person: the worker's own errors already say which service
+ * and what happened (`runway: organization answered 401 ...`); anything else keeps its class.
+ */
+function checkDetailOf(error: unknown): string {
+  return error instanceof UpstreamError || error instanceof PermanentError ? error.message : describeError(error);
+}
 
 const checkSchema = z.object({
   ok: z.boolean(),
@@ -159,7 +167,7 @@ async function checkApp(deps: Deps): Promise<PreflightReport['next_api']> {
     return { ok: false, detail: answer.detail, url, fix: appFix(answer.status, url) };
   } catch (error) {
     const fix = `the app did not answer at NEXT_API_URL (${url}): check the URL (the app's base URL, ending in /api) and that the app is up`;
-    return { ok: false, detail: describeError(error), url, fix };
+    return { ok: false, detail: checkDetailOf(error), url, fix };
   }
 }
 
@@ -183,7 +191,7 @@ async function checkRunway(deps: Deps): Promise<PreflightReport['runway']> {
     const fix = 'buy credits at dev.runwayml.com (Billing): Runway refuses new generations without them';
     return { ok: false, detail: `key accepted, but no credits left (balance ${org.creditBalance})`, ...facts, fix };
   } catch (error) {
-    return { ok: false, detail: describeError(error), url, fix: runwayFix(error, url) };
+    return { ok: false, detail: checkDetailOf(error), url, fix: runwayFix(error, url) };
   }
 }
 
@@ -224,7 +232,7 @@ async function checkLedger(deps: Deps): Promise<PreflightReport['ledger']> {
     const fix = blobToken
       ? "the ledger's Vercel Blob store refused: connect a private Blob store to the project (Storage → Blob), which sets BLOB_READ_WRITE_TOKEN, then redeploy"
       : `LEDGER_DIR (${path.resolve(ledgerDir)}) cannot be used: point LEDGER_DIR at a directory this process can write (it is created when missing)`;
-    return { ok: false, detail: describeError(error), store, fix };
+    return { ok: false, detail: checkDetailOf(error), store, fix };
   }
 }
 

@@ -162,7 +162,7 @@ describe('the app worker API row, for each answer the empty heartbeat gets', () 
 
     expect(report.next_api).toEqual({
       ok: false,
-      detail: 'UpstreamError: app: POST /api/worker/heartbeat failed (network error)',
+      detail: 'app: POST /api/worker/heartbeat failed (network error)',
       url,
       fix: `the app did not answer at NEXT_API_URL (${url}): check the URL (the app's base URL, ending in /api) and that the app is up`,
     });
@@ -235,7 +235,7 @@ describe('the Runway row, for each organization Runway reports', () => {
 
     expect(report.runway).toEqual({
       ok: false,
-      detail: `UpstreamError: runway: organization answered ${status} (Incorrect or missing API key)`,
+      detail: `runway: organization answered ${status} (Incorrect or missing API key)`,
       url,
       fix: `RUNWAY_API_KEY rejected by Runway (${status}): create a key at dev.runwayml.com (API Keys) in the organization that holds the credits`,
     });
@@ -265,7 +265,7 @@ describe('the Runway row, for each organization Runway reports', () => {
 
     expect(report.runway).toEqual({
       ok: false,
-      detail: 'UpstreamError: runway: organization answered an unexpected shape',
+      detail: 'runway: organization answered an unexpected shape',
       url,
       fix: `Runway did not answer as Runway does at RUNWAY_API_URL (${url}): check the URL (default https://api.dev.runwayml.com)`,
     });
@@ -338,7 +338,7 @@ describe('the ledger row with the ledger in a directory', () => {
     const report = await preflight({ LEDGER_DIR: path.relative(process.cwd(), file) });
 
     expect(report.ledger).toMatchObject({ ok: false, store: `directory ${file}` });
-    expect(report.ledger.detail).toMatch(/^UpstreamError: ledger directory: mkdir .*ledger-is-a-file failed \((EEXIST|ENOTDIR)\)$/);
+    expect(report.ledger.detail).toMatch(/^ledger directory: mkdir .*ledger-is-a-file failed \((EEXIST|ENOTDIR)\)$/);
     expect(report.ledger.fix).toBe(`LEDGER_DIR (${file}) cannot be used: point LEDGER_DIR at a directory this process can write (it is created when missing)`);
   });
 });

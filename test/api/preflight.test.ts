@@ -83,7 +83,7 @@ describe('cron-poll ?check=1 with an app nobody answers at', () => {
   it('fails the next_api row with the network error', async () => {
     const checked = await preflightWith(() => ({ NEXT_API_URL: `${REFUSED_URL}/api` }));
 
-    expectOnlyFailing(checked, 'next_api', 'UpstreamError: app: POST /api/worker/heartbeat failed (network error)');
+    expectOnlyFailing(checked, 'next_api', 'app: POST /api/worker/heartbeat failed (network error)');
     expect(checked.harness.requests({ service: 'app', since: checked.mark })).toEqual([]);
     expectNothingLeased(checked);
   });
@@ -93,7 +93,7 @@ describe('cron-poll ?check=1 with a Runway key Runway rejects', () => {
   it('fails the runway row with Runway\'s answer, and gives no balance or limits', async () => {
     const checked = await preflightWith(() => ({ RUNWAY_API_KEY: 'key_not-the-right-one' }));
 
-    expectOnlyFailing(checked, 'runway', 'UpstreamError: runway: organization answered 401 (Incorrect or missing API key)');
+    expectOnlyFailing(checked, 'runway', 'runway: organization answered 401 (Incorrect or missing API key)');
     const runway = (checked.answer.json as { runway: Record<string, unknown> }).runway;
     expect(runway).not.toHaveProperty('credit_balance');
     expect(runway).not.toHaveProperty('models');
@@ -123,7 +123,7 @@ describe('cron-poll ?check=1 with a ledger directory that cannot be written', ()
       return { LEDGER_DIR: file };
     });
 
-    expectOnlyFailing(checked, 'ledger', /^UpstreamError: ledger directory: mkdir .*ledger-is-a-file failed \((EEXIST|ENOTDIR)\)$/);
+    expectOnlyFailing(checked, 'ledger', /^ledger directory: mkdir .*ledger-is-a-file failed \((EEXIST|ENOTDIR)\)$/);
     expectNothingLeased(checked);
   });
 });

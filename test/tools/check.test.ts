@@ -154,7 +154,7 @@ describe('npm run check with a worker key the app rejects', () => {
 describe('npm run check with a Runway key Runway rejects', () => {
   it('fails the Runway row with where to create a key', () => {
     const row = expectOnlyFailing(runs.badRunwayKey, 'Runway', /^RUNWAY_API_KEY rejected by Runway \(401\): create a key at dev\.runwayml\.com/);
-    expect(row.detail).toMatch(/^UpstreamError: runway: organization answered 401/);
+    expect(row.detail).toMatch(/^runway: organization answered 401/);
     expect(runs.badRunwayKey.stdout).not.toMatch(/^ {2}gen4_turbo/m);
   });
 });
@@ -174,7 +174,7 @@ describe('npm run check with a LEDGER_DIR that cannot be written', () => {
   it('fails the ledger row, naming the directory to change', () => {
     const ledger = path.join(dir, 'ledger-is-a-file');
     const row = expectOnlyFailing(runs.unwritableLedger, 'ledger', `LEDGER_DIR (${ledger}) cannot be used: point LEDGER_DIR at a directory this process can write (it is created when missing)`);
-    expect(row.detail).toMatch(/^UpstreamError: ledger directory: mkdir .*ledger-is-a-file failed \((EEXIST|ENOTDIR)\)/);
+    expect(row.detail).toMatch(/^ledger directory: mkdir .*ledger-is-a-file failed \((EEXIST|ENOTDIR)\)/);
   });
 });
 

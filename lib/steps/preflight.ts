@@ -115,15 +115,29 @@ export function preflightOfConfigProblems(problems: readonly string[]): Prefligh
 
 const shown = (secret: string | undefined): string => (secret ? 'set (secret)' : 'not set');
 
+/** A URL as given, but a `user:password@` in it is never shown. */
+function urlShown(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return value;
+  }
+  if (url.username === '' && url.password === '') return value;
+  url.username = '';
+  url.password = '';
+  return `${url.href} (credentials in the URL hidden)`;
+}
+
 /** The configuration in effect, in the variables' own names; secrets are never shown. */
 export function settingsOf(config: Config): Setting[] {
   const entries: [string, string | number | boolean][] = [
-    ['NEXT_API_URL', config.nextApiUrl],
+    ['NEXT_API_URL', urlShown(config.nextApiUrl)],
     ['WORKER_API_KEY', shown(config.workerApiKey)],
     ['WORKER_ID', config.workerId],
     ['WORKER_TYPE', config.workerType],
     ['RUNWAY_API_KEY', shown(config.runwayApiKey)],
-    ['RUNWAY_API_URL', config.runwayApiUrl],
+    ['RUNWAY_API_URL', urlShown(config.runwayApiUrl)],
     ['RUNWAY_MODEL', config.runwayModel],
     ['RUNWAY_AUDIO', config.runwayAudio],
     ['RUNWAY_TIMEOUT_SECONDS', config.runwayTimeoutSeconds],
@@ -133,16 +147,18 @@ export function settingsOf(config: Config): Setting[] {
     ['LEASE_DURATION_SECONDS', config.leaseDurationSeconds],
     ['HEARTBEAT_INTERVAL_SECONDS', config.heartbeatIntervalSeconds],
     ['MAX_TASKS_PER_RUN', config.maxTasksPerRun],
-    ['QSTASH_URL', config.qstashUrl],
+    ['QSTASH_URL', urlShown(config.qstashUrl)],
     ['QSTASH_TOKEN', shown(config.qstashToken)],
     ['QSTASH_CURRENT_SIGNING_KEY', shown(config.qstashCurrentSigningKey)],
     ['QSTASH_NEXT_SIGNING_KEY', shown(config.qstashNextSigningKey)],
-    ['WORKER_BASE_URL', config.workerBaseUrl],
+    ['WORKER_BASE_URL', urlShown(config.workerBaseUrl)],
     ['CRON_SECRET', shown(config.cronSecret)],
     ['BLOB_READ_WRITE_TOKEN', shown(config.blobToken)],
     ['LEDGER_DIR', config.blobToken ? 'unused (the ledger is in Vercel Blob)' : config.ledgerDir],
     ['VERCEL_AUTOMATION_BYPASS_SECRET', shown(config.protectionBypassSecret)],
     ['LOG_LEVEL', config.logLevel],
+    ['PORT', `${config.port} (self-hosted server only)`],
+    ['LOCAL_CRON_SECONDS', `${config.localCronSeconds} (self-hosted server only)`],
   ];
   return entries.map(([name, value]) => ({ name, value: String(value) }));
 }

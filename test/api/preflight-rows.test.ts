@@ -106,6 +106,8 @@ describe('a preflight of a good configuration against the sandbox', () => {
         { name: 'LEDGER_DIR', value: env.LEDGER_DIR },
         { name: 'VERCEL_AUTOMATION_BYPASS_SECRET', value: 'not set' },
         { name: 'LOG_LEVEL', value: 'silent' },
+        { name: 'PORT', value: '3000 (self-hosted server only)' },
+        { name: 'LOCAL_CRON_SECONDS', value: '5 (self-hosted server only)' },
       ],
     });
   });
@@ -379,7 +381,15 @@ describe('the configuration row of a configuration that parses', () => {
       problems: ['CRON_SECRET is missing (cron-poll refuses every call without it)'],
       fix: 'CRON_SECRET: any long random string: openssl rand -base64 32; set them where the worker reads its environment (on Vercel: Settings → Environment Variables, then redeploy)',
     });
-    expect(report.config.settings).toHaveLength(25);
+    expect(report.config.settings).toHaveLength(27);
+    expect((report.config.settings ?? []).slice(-2).map((setting) => setting.name)).toEqual(['PORT', 'LOCAL_CRON_SECONDS']);
+  });
+
+  it('never shows credentials written into a URL setting', async () => {
+    const report = await preflight({ QSTASH_URL: 'https://user:hunter2@qstash.example.com' });
+
+    expect(report.config.settings).toContainEqual({ name: 'QSTASH_URL', value: 'https://qstash.example.com/ (credentials in the URL hidden)' });
+    expect(JSON.stringify(report.config)).not.toContain('hunter2');
   });
 
   it('counts a CRON_SECRET of blanks as missing', () => {

@@ -49,8 +49,15 @@ export function deduplicationId(...parts: (string | number)[]): string {
   return parts.map((part) => String(part).replace(/[^A-Za-z0-9_.-]/g, '_')).join('-');
 }
 
+/**
+ * The token check asks once more after a network failure, not five times: a person is
+ * waiting for the answer, and a dead QStash URL should say so within a second.
+ */
+const CHECK_RETRY = { retries: 1, backoff: () => 250 } as const;
+
 interface Sdk {
   readonly client: Client;
+  readonly checkClient: Client;
   readonly receiver: Receiver;
   readonly statusOf: (error: unknown) => number | undefined;
 }
@@ -64,6 +71,13 @@ export function createQueue(options: QueueOptions): Queue {
         token: options.token,
         devMode: false,
         enableTelemetry: false,
+      }),
+      checkClient: new Client({
+        baseUrl: options.qstashUrl,
+        token: options.token,
+        devMode: false,
+        enableTelemetry: false,
+        retry: CHECK_RETRY,
       }),
       receiver: new Receiver({
         currentSigningKey: options.currentSigningKey,
@@ -117,13 +131,18 @@ export function createQueue(options: QueueOptions): Queue {
     },
 
     async checkToken() {
-      const { client, statusOf } = await sdk();
       try {
-        await client.schedules.list();
-        return { ok: true, detail: 'token accepted' };
+        const { checkClient, statusOf } = await sdk();
+        try {
+          await checkClient.schedules.list();
+          return { ok: true, detail: 'token accepted' };
+        } catch (error) {
+          const status = statusOf(error);
+          return status ? { ok: false, detail: `QStash answered ${status}`, status } : { ok: false, detail: 'QStash unreachable' };
+        }
       } catch (error) {
-        const status = statusOf(error);
-        return status ? { ok: false, detail: `QStash answered ${status}`, status } : { ok: false, detail: 'QStash unreachable' };
+        // The SDK itself did not load (a broken install): say so on the row, never crash the check.
+        return { ok: false, detail: `QStash client could not load: ${error instanceof Error ? error.message : String(error)}` };
       }
     },
   };

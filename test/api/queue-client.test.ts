@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startLocalQStash, type LocalQStash } from '../../server/local-qstash.js';
 import { DEV_QSTASH } from '../../server/runtime.js';
@@ -208,5 +208,23 @@ describe('the token check of the preflight', () => {
     const queue = queueFor(REFUSED_URL, 'http://127.0.0.1:9');
 
     expect(await queue.checkToken()).toEqual({ ok: false, detail: 'QStash unreachable' });
+  });
+
+  it('asks a QStash that drops every connection twice, not six times, before it says so', async () => {
+    let connections = 0;
+    const dropper = createNetServer((socket) => {
+      connections += 1;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => dropper.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = dropper.address() as AddressInfo;
+      const queue = queueFor(`http://127.0.0.1:${port}`, 'http://127.0.0.1:9');
+
+      expect(await queue.checkToken()).toEqual({ ok: false, detail: 'QStash unreachable' });
+      expect(connections).toBe(2);
+    } finally {
+      await new Promise((resolve) => dropper.close(resolve));
+    }
   });
 });

@@ -89,6 +89,14 @@ export interface Runway {
   organization(): Promise<RunwayOrganization>;
 }
 
+/**
+ * Answers to a create that say only that something timed out between us and Runway (a
+ * gateway's 504, a 408): the create may have gone through, so it is never sent again.
+ */
+const CREATE_MAY_HAVE_LANDED: ReadonlySet<number> = new Set([408, 504]);
+/** The `code` of a create error after which a billed task may exist. */
+export const MAYBE_CREATED = 'maybe-created';
+
 export function createRunway(options: RunwayOptions): Runway {
   const { timeoutMs } = options;
   const headers = {
@@ -118,6 +126,14 @@ export function createRunway(options: RunwayOptions): Runway {
           retryable: false,
           code: 'daily-cap',
           retryAfterSeconds: answer.retryAfterSeconds,
+        });
+      }
+      if (CREATE_MAY_HAVE_LANDED.has(answer.status)) {
+        // A timeout on the way back: Runway may have made (and billed) the task (contract §2.4).
+        throw new UpstreamError('runway', `runway: create answered ${answer.status} (timed out; a task may exist)`, {
+          status: answer.status,
+          retryable: false,
+          code: MAYBE_CREATED,
         });
       }
       const error = answerError('runway', 'create', answer, detail);

@@ -1,4 +1,5 @@
 import type { LeasedTask } from '../clients/app-api.js';
+import { MAYBE_CREATED } from '../clients/runway.js';
 import { RUNWAY_MODELS, type RunwayModel } from '../config.js';
 import { chooseDuration } from '../decide/duration.js';
 import { failureMessageOf } from '../decide/failure-message.js';
@@ -346,6 +347,9 @@ async function handleCreateError(deps: Deps, key: JobKey, error: unknown, streak
     await abandonJob(deps, key, undefined, 'runway daily cap');
     await giveBack(key.itemId, 'runway daily generation cap');
     return { kind: 'released', itemId: key.itemId, detail: 'runway: daily generation limit reached', stopLeasing: 'daily-cap' };
+  }
+  if (error instanceof UpstreamError && error.code === MAYBE_CREATED) {
+    return reportFailed(deps, key, `${error.message}; not retried to avoid paying twice`);
   }
   if (error instanceof UpstreamError && error.status !== undefined && error.retryable) {
     // Runway answered 5xx: no task was made. Close this attempt and let a later run try again.

@@ -175,6 +175,32 @@ describe('Runway answering 502 to a create (its gateway failed; no task was made
   });
 });
 
+describe('a create that reached Runway but came back as a gateway timeout (504)', () => {
+  it('reports the item failed, never creating again: the task may exist and be billed', async () => {
+    const item = seedItem('landscape.jpg');
+    const harness = await startHarness({ items: [item], sandbox: { runway: { generationMs: 60_000 } } });
+    // Runway made the task; the gateway in front of it gave up on the answer.
+    const runway = await startStandIn({
+      target: harness.sandbox.runwayApiUrl,
+      rewrite: (request, reply) => (isCreate(request) ? { status: 504, json: { error: 'Gateway Timeout' } } : reply),
+    });
+    const worker = await startExtraWorker(harness, { env: { RUNWAY_API_URL: runway.url } });
+    const message = 'runway: create answered 504 (timed out; a task may exist); not retried to avoid paying twice';
+
+    const summary = summaryOf(await worker.cron());
+
+    expect(summary.items).toEqual([{ item_id: item.item_id, outcome: 'failed', detail: message }]);
+    expect(creates(harness)).toHaveLength(1);
+    expect(harness.sandbox.runway.tasks()).toHaveLength(1);
+    expect(harness.sandbox.app.item(item.item_id)).toMatchObject({ status: 'failed', retry_count: 1, error_message: message });
+    expect(worker.messages()).toEqual([]);
+
+    const later = summaryOf(await worker.cron());
+    expect(later).toMatchObject({ leased: 0, stopped: 'idle' });
+    expect(creates(harness)).toHaveLength(1);
+  });
+});
+
 describe('a create that reached Runway but whose answer never came back', () => {
   /**
    * A stand-in in front of the sandbox Runway passes the create on (the task is made and

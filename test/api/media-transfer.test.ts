@@ -157,7 +157,11 @@ describe('a streamed upload into storage that refuses at once and closes the con
     expect(storagePuts(sandbox).map((request) => request.bytes)).toEqual([0]);
   });
 
-  it('returns the too-large answer when a body of unknown length grows past the limit', async () => {
+  // Storage answers 413 and resets the connection mid-body. On a loaded machine the reset can
+  // land before Node has read the answer, which then counts as a retryable cut-off (QStash
+  // delivers again): seen about once in 15 runs with both cores busy. Asked up to three times,
+  // the test still fails when the answer is never read.
+  it('returns the too-large answer when a body of unknown length grows past the limit', { retry: 2 }, async () => {
     const sandbox = await storage({ maxUploadBytes: 2 * MB });
 
     const answer = await upload(sandbox.storage.signUpload('generated-videos', VIDEO_PATH), videoStream(40 * MB), undefined);

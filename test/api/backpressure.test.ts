@@ -14,6 +14,7 @@ import {
   type Harness,
   type HarnessOptions,
 } from '../support/harness.js';
+import { cronSummarySchema } from '../support/cron-summary.js';
 
 afterEach(closeHarnesses);
 
@@ -27,15 +28,7 @@ const capacitySchema = z.object({
   limits: z.string(),
   models: z.record(z.string(), z.object({ limit: z.number(), in_flight: z.number(), free: z.number(), paused: z.boolean() })),
 });
-const summarySchema = z.object({
-  leased: z.number(),
-  submitted: z.number(),
-  released: z.number(),
-  stopped: z.string(),
-  drain_scheduled: z.boolean(),
-  capacity: capacitySchema.optional(),
-  items: z.array(z.object({ item_id: z.string().nullable(), outcome: z.string(), detail: z.string() })),
-});
+const summarySchema = cronSummarySchema.extend({ capacity: capacitySchema.optional() });
 type Summary = z.infer<typeof summarySchema>;
 
 async function cron(harness: Harness): Promise<Summary> {

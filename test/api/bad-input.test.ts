@@ -33,6 +33,7 @@ import {
 import { closeExtraWorkers, startExtraWorker, type ExtraWorker } from '../support/extra-worker.js';
 import { createBodySchema, type CreateBody } from '../support/runway-create.js';
 import { storedVideoOf } from '../../lib/ledger/ledger.js';
+import { cronSummarySchema } from '../support/cron-summary.js';
 
 afterEach(async () => {
   await closeExtraWorkers();
@@ -45,10 +46,7 @@ const SHORT_TIMEOUTS: Timeouts = { appMs: 2_000, runwayMs: 5_000, photoMs: 500, 
 const LEASE_SECONDS = 600;
 const PROMPT = 'The camera slowly pushes in while leaves drift across the frame in the warm evening light.';
 
-const summarySchema = z.object({
-  stopped: z.string(),
-  items: z.array(z.object({ item_id: z.string().nullable(), outcome: z.string(), detail: z.string() })),
-});
+const summarySchema = cronSummarySchema;
 const leaseEnvelope = z.object({ success: z.literal(true), data: z.record(z.string(), z.unknown()) });
 
 // --- Situations --------------------------------------------------------------------

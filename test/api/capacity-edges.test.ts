@@ -14,6 +14,7 @@ import {
   workerEnv,
 } from '../support/harness.js';
 import { countedRng, SCRIPTED_FAULT_RATE } from '../support/scripted-rng.js';
+import { cronSummarySchema } from '../support/cron-summary.js';
 
 afterEach(closeHarnesses);
 
@@ -22,19 +23,8 @@ afterEach(closeHarnesses);
  * run without backpressure at all (the benchmark's baseline).
  */
 
-const summarySchema = z.object({
-  leased: z.number(),
-  submitted: z.number(),
-  released: z.number(),
-  stopped: z.string(),
-  drain_scheduled: z.boolean(),
-  capacity: z
-    .object({
-      limits: z.string(),
-      models: z.record(z.string(), z.record(z.string(), z.unknown())),
-    })
-    .optional(),
-  items: z.array(z.object({ item_id: z.string().nullable(), outcome: z.string(), detail: z.string() })),
+const summarySchema = cronSummarySchema.extend({
+  capacity: z.object({ limits: z.string(), models: z.record(z.string(), z.record(z.string(), z.unknown())) }).optional(),
 });
 
 const queue = (count: number) => Array.from({ length: count }, () => seedItem('landscape.jpg'));

@@ -20,6 +20,7 @@ import {
   type Mark,
 } from '../support/harness.js';
 import { countedRng, SCRIPTED_FAULT_RATE } from '../support/scripted-rng.js';
+import { cronSummarySchema } from '../support/cron-summary.js';
 
 afterEach(async () => {
   await closeExtraWorkers();
@@ -36,22 +37,13 @@ afterEach(async () => {
 const CREATE = '/v1/image_to_video';
 const NO_ANSWER_MESSAGE = 'runway: the create request got no answer (a task may exist); not retried to avoid paying twice';
 
-const summarySchema = z.object({
-  leased: z.number(),
-  submitted: z.number(),
-  resumed: z.number(),
-  released: z.number(),
-  failed: z.number(),
-  errors: z.number(),
-  stopped: z.string(),
-  drain_scheduled: z.boolean(),
+const summarySchema = cronSummarySchema.extend({
   capacity: z
     .object({
       limits: z.string(),
       models: z.record(z.string(), z.object({ free: z.number(), daily_remaining: z.number().optional() })),
     })
     .optional(),
-  items: z.array(z.object({ item_id: z.string().nullable(), outcome: z.string(), detail: z.string() })),
 });
 type Summary = z.infer<typeof summarySchema>;
 

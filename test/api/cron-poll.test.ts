@@ -21,25 +21,13 @@ import {
 import { jpeg } from '../support/images.js';
 import { createBodySchema } from '../support/runway-create.js';
 import { expectCleanJpeg } from '../support/sent-photo.js';
+import { cronItemSchema, cronSummarySchema } from '../support/cron-summary.js';
 
 afterEach(closeHarnesses);
 
-const summarySchema = z.object({
-  leased: z.number(),
-  submitted: z.number(),
-  resumed: z.number(),
-  released: z.number(),
-  failed: z.number(),
-  skipped: z.number(),
-  errors: z.number(),
-  stopped: z.string(),
-  drain_scheduled: z.boolean(),
-  duration_ms: z.number(),
+const summarySchema = cronSummarySchema.extend({
   items: z.array(
-    z.object({
-      item_id: z.string().nullable(),
-      outcome: z.string(),
-      detail: z.string(),
+    cronItemSchema.extend({
       runway_task_id: z.string().optional(),
       model: z.string().optional(),
       duration: z.number().optional(),

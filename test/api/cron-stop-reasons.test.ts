@@ -23,6 +23,7 @@ import {
   type Answer,
   type Harness,
 } from '../support/harness.js';
+import { cronSummarySchema } from '../support/cron-summary.js';
 
 const scratch: string[] = [];
 
@@ -38,19 +39,7 @@ afterEach(async () => {
  * which calls the app, Runway and QStash received, and where the queue's items stand.
  */
 
-const summarySchema = z.object({
-  leased: z.number(),
-  submitted: z.number(),
-  released: z.number(),
-  failed: z.number(),
-  skipped: z.number(),
-  errors: z.number(),
-  stopped: z.string(),
-  drain_scheduled: z.boolean(),
-  capacity: z.unknown().optional(),
-  duration_ms: z.number(),
-  items: z.array(z.object({ item_id: z.string().nullable(), outcome: z.string(), detail: z.string() })),
-});
+const summarySchema = cronSummarySchema.extend({ capacity: z.unknown().optional() });
 type Summary = z.infer<typeof summarySchema>;
 
 function summaryOf(answer: Answer): Summary {

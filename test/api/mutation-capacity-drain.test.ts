@@ -16,6 +16,7 @@ import {
   type Harness,
   type HarnessOptions,
 } from '../support/harness.js';
+import { cronSummarySchema } from '../support/cron-summary.js';
 
 afterEach(async () => {
   await closeExtraWorkers();
@@ -30,16 +31,8 @@ afterEach(async () => {
  */
 
 const modelSummary = z.object({ limit: z.number(), in_flight: z.number(), free: z.number(), paused: z.boolean() });
-const summarySchema = z.object({
-  leased: z.number(),
-  submitted: z.number(),
-  released: z.number(),
-  failed: z.number(),
-  stopped: z.string(),
-  drain_scheduled: z.boolean(),
+const summarySchema = cronSummarySchema.extend({
   capacity: z.object({ limits: z.string(), models: z.record(z.string(), modelSummary) }).optional(),
-  duration_ms: z.number(),
-  items: z.array(z.object({ item_id: z.string().nullable(), outcome: z.string(), detail: z.string() })),
 });
 type Summary = z.infer<typeof summarySchema>;
 

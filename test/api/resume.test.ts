@@ -18,6 +18,7 @@ import {
 } from '../support/harness.js';
 import { closeExtraWorkers, signedDelivery, startExtraWorker } from '../support/extra-worker.js';
 import { reportSettleMs } from '../../lib/deps.js';
+import { cronSummarySchema } from '../support/cron-summary.js';
 
 afterEach(async () => {
   await closeExtraWorkers();
@@ -27,14 +28,7 @@ afterEach(async () => {
 const CALLBACK = '/api/runway-callback';
 const STEP_UPLOAD = '/api/step-upload';
 
-const summarySchema = z.object({
-  leased: z.number(),
-  submitted: z.number(),
-  resumed: z.number(),
-  failed: z.number(),
-  skipped: z.number(),
-  items: z.array(z.object({ item_id: z.string().nullable(), outcome: z.string(), detail: z.string() })),
-});
+const summarySchema = cronSummarySchema;
 
 async function cronSummary(harness: Harness): Promise<z.infer<typeof summarySchema>> {
   const answer = await harness.cron();

@@ -374,7 +374,11 @@ const redirectStoreRequests: Dispatcher.DispatcherComposeInterceptor = (dispatch
   return dispatch({ ...options, origin: target, path: `${STORE_PATH}${origin.hostname}${options.path}` }, handler);
 };
 
-function routeStoreHost(host: string, origin: string): () => void {
+/**
+ * Sends this process's requests for a Blob store host to a fake at `origin` (which may run
+ * in another process); answers the undo.
+ */
+export function routeStoreHost(host: string, origin: string): () => void {
   if (storeRoutes.has(host)) throw new Error(`${host} is already served by another Blob fake`);
   storeRoutes.set(host, origin);
   if (dispatcherBeforeRouting === undefined) {

@@ -1,4 +1,4 @@
-import { getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from 'undici';
+import { routeStoreHost } from '../../sandbox/blob-fake.js';
 import { z } from 'zod';
 import { startWorkerRuntime, type WorkerRuntime } from '../../server/runtime.js';
 import { serveCommands, type CpuSample, type RunRecord, type Settled, type WorkerStarted } from './drain-ipc.js';
@@ -50,19 +50,6 @@ const current = (): State => {
   return state;
 };
 
-/**
- * The Blob SDK reads blobs from `https://<store>.private.blob.vercel-storage.com`, a host that
- * cannot be configured; the fake in the services process serves it under `/store/<host>/`.
- * Requests for that one host go there; everything else is untouched.
- */
-function routeBlobStore(storeHost: string, fakeOrigin: string): void {
-  const redirect: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (options, handler) => {
-    const origin = options.origin === undefined ? undefined : new URL(options.origin);
-    if (origin?.hostname !== storeHost) return dispatch(options, handler);
-    return dispatch({ ...options, origin: fakeOrigin, path: `/store/${storeHost}${options.path}` }, handler);
-  };
-  setGlobalDispatcher(getGlobalDispatcher().compose(redirect));
-}
 
 /**
  * Loads what the worker loads lazily on first use (sharp, the Blob SDK, the QStash SDK), so
@@ -78,7 +65,9 @@ async function start(raw: unknown): Promise<WorkerStarted> {
   if (state !== undefined) throw new Error('worker already started');
   const args = startArgsSchema.parse(raw);
   process.env.VERCEL_BLOB_API_URL = args.blobApiUrl;
-  routeBlobStore(args.blobStoreHost, args.blobOrigin);
+  // The Blob SDK reads from `https://<store>.private.blob.vercel-storage.com`, a host that
+  // cannot be configured: its requests go to the fake in the services process.
+  routeStoreHost(args.blobStoreHost, args.blobOrigin);
   await prewarm();
   const runtime = await startWorkerRuntime({ env: args.env, port: 0, qstashTimeScale: args.qstashScale, ticker: false });
   state = { runtime, t0: 0, cpuAtStart: undefined, ticker: undefined, tickInFlight: undefined, ticks: [] };
